@@ -203,7 +203,11 @@ class VPCosine(LinearGaussianSDE):
         return jnp.sqrt(self.variance(t))
 
     def variance(self, t):
-        return jnp.maximum(1.0 - self.mean_coeff(t) ** 2, 0.0)
+        """1 - cos^2(theta) / cos^2(theta_0) = sin(theta - theta_0) sin(theta + theta_0) / cos^2(theta_0),
+        the second form without cancellation near t = 0."""
+        theta_0, theta_1 = self._theta_bounds()
+        dtheta = t * (theta_1 - theta_0)
+        return jnp.sin(dtheta) * jnp.sin(dtheta + 2.0 * theta_0) / math.cos(theta_0) ** 2
 
     def prior_std(self):
         return 1.0
