@@ -1,0 +1,1 @@
+"""Analytic targets: Gaussian mixtures with exact noised scores, score perturbations, quantizers."""
