@@ -60,8 +60,6 @@ def fit_loglog_slope(
         raise ValueError(f"floor must be finite and non-negative, got {floor}")
     if not np.all(steps > 0):
         raise ValueError(f"steps must be positive, got {steps}")
-    if np.any(tv_lo > tv):
-        raise ValueError("tv_lo must not exceed tv")
     if not floor_factor >= 0:
         raise ValueError(f"floor_factor must be >= 0, got {floor_factor}")
     if not max_tv > 0:

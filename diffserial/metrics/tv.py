@@ -128,18 +128,19 @@ def bootstrap_ci(
     reps: int = 200,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval (lo, hi) of TV at confidence `level`.
+    """Basic (reverse-percentile) bootstrap interval (lo, hi) of TV at confidence `level`.
 
     Resampling the N samples with replacement is a draw c* ~ Multinomial(N, q_hat) with q_hat the
-    empirical distribution on K+1 outcomes (invalid included); the interval is the
-    ((1-level)/2, (1+level)/2) quantiles of TV(c*/N, p) over `reps` draws. Cells with c_k = 0 are
-    never resampled and contribute p_k each, so the cost is O(K + reps * min(K, N)).
+    empirical distribution on K+1 outcomes (invalid included). With q_a, q_b the (1-level)/2 and
+    (1+level)/2 quantiles of TV(c*/N, p) over `reps` draws, the interval is
 
-    Caveat: the plug-in TV is biased upward by about the noise floor, and resampling adds that
-    bias again, so the interval is only trustworthy when the TV is well above the floor
-    (`tv_floor`) and most cells hold many samples. Near the floor it undercovers; with N not >> K
-    it can lie entirely above the point estimate (e.g. K = 2^24, N = 10^7 exact samples:
-    TV = 0.551, interval ~ [0.686, 0.686]). Read `lo` against the floor, as `fit_loglog_slope` does.
+        lo = max(0, 2 TV - q_b),   hi = 2 TV - q_a.
+
+    The plug-in TV is biased upward (by about the noise floor when the true TV is small), and the
+    resampled TVs carry that bias once more; reflecting around TV, unlike the percentile interval
+    [q_a, q_b], moves the interval down by the estimated bias instead of up, so it can reach the
+    floor when the sampler is exact. Cells with c_k = 0 are never resampled and contribute p_k each,
+    so the cost is O(K + reps * min(K, N)). Trust it when most cells hold many samples.
     """
     pmf = _check_pmf(pmf, hist.counts.size)
     reps = _positive_int("reps", reps)
@@ -151,8 +152,9 @@ def bootstrap_ci(
     target = np.append(pmf[seen], 0.0)
     unseen_mass = float(pmf[~seen].sum())
     tvs = _multinomial_tvs(np.random.default_rng(seed), n, probs, target, unseen_mass, reps)
-    lo, hi = np.quantile(tvs, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return float(lo), float(hi)
+    q_a, q_b = np.quantile(tvs, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    tv = tv_distance(hist, pmf)
+    return max(0.0, 2.0 * tv - float(q_b)), 2.0 * tv - float(q_a)
 
 
 def tv_report(

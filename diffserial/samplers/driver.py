@@ -2,15 +2,22 @@
 
     x_{k+1}, state_{k+1} = rule.step(process, score_fn, x_k, state_k, ts[k], ts[k+1], key_{i,k})
 
-Seed contract: seed i uses key_i = fold_in(key, i); its prior draw uses fold_in(key_i, 0) and step k
+Seed contract: seed i uses key_i = fold_in(key, i); its initial draw uses fold_in(key_i, 0) and step k
 uses fold_in(fold_in(key_i, 1), k). Everything a seed does depends on (key, i) alone, never on the batch
 size, chunking or device count. Only the final state is kept; `snapshot_steps` asks for copies after
 chosen steps, held in a fixed buffer (memory independent of T).
 
-The loop is jit-compiled once per (process, rule, shape, grid length, snapshot steps, callable
-structure). `score_fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over arrays (an
-exact oracle's parameters, a network's weights) is traced, so new parameter values reuse the compiled
-program; a plain function is wrapped in a `Partial` and cached by identity.
+Layout: the scan runs over steps; each step visits the seeds in blocks of `block_size` (`lax.map`),
+each block vmapped. Seed i always sits at position i mod block_size of a block of the same shape, so its
+bits do not depend on n. `shard_map` gives each device of a 1-D mesh the same per-device program over
+its own blocks, and a single device is a 1-device mesh, so both compile the same way.
+
+Compilation: once per (process, rule, shape, padded grid length, snapshot steps, block size, mesh,
+callable structure). `score_fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over
+arrays (an exact oracle's parameters, a network's weights) is traced, so new parameter values reuse the
+program; a plain function is wrapped in a `Partial` and cached by identity. With `pad_to`, grids of any
+T <= pad_to share one program: the grid is padded and steps k >= T are skipped by a `lax.cond` whose
+predicate is the same for every seed (a real branch, not a select).
 """
 
 from __future__ import annotations
@@ -47,81 +54,107 @@ class ProcessPrior:
         return self.process.prior_sample(key, self.shape)
 
 
-def _one_seed(score_fn, init_fn, ts, key, i, *, process, rule, snap_index):
-    """Run seed i through all len(ts) - 1 steps; returns (x_final, snapshot buffer)."""
-    seed_key = jax.random.fold_in(key, i)
-    x = init_fn(jax.random.fold_in(seed_key, 0))
-    step_keys = jax.random.fold_in(seed_key, 1)
-    n_snap = int(max(snap_index.max(initial=-1) + 1, 0))
-    snaps = jnp.zeros((n_snap,) + x.shape, x.dtype)
+def _blockwise(fn, n_blocks, *trees):
+    """Apply the per-seed `fn` to every seed of (n_blocks, block_size, ...) trees, one vmapped block at
+    a time. The trip count `n_blocks` is a traced value: XLA cannot specialise the loop to the number
+    of blocks (it deletes a loop of one iteration, which would change fusion and the last bits)."""
+    block = jax.vmap(fn)
+    take = lambda i: jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), trees)
+    spec = jax.eval_shape(block, *take(0))
+    out = jax.tree.map(lambda sd: jnp.zeros((trees[0].shape[0],) + sd.shape, sd.dtype), spec)
 
-    def body(carry, inputs):
-        x, state, snaps = carry
-        k, t, s, slot = inputs
-        x, state = rule.step(process, score_fn, x, state, t, s, jax.random.fold_in(step_keys, k))
-        if n_snap:
-            updated = jax.lax.dynamic_update_index_in_dim(snaps, x, jnp.maximum(slot, 0), 0)
-            snaps = jnp.where(slot >= 0, updated, snaps)
-        return (x, state, snaps), None
+    def body(i, out):
+        res = block(*take(i))
+        return jax.tree.map(lambda o, r: jax.lax.dynamic_update_index_in_dim(o, r, i, 0), out, res)
 
-    steps = ts.shape[0] - 1
-    inputs = (jnp.arange(steps), ts[:-1], ts[1:], jnp.asarray(snap_index, jnp.int32))
-    (x, _, snaps), _ = jax.lax.scan(body, (x, rule.init_state(x), snaps), inputs)
-    return x, snaps
+    return jax.lax.fori_loop(0, n_blocks, body, out)
 
 
-@functools.partial(jax.jit, static_argnames=("process", "rule", "snap_key", "block_size", "mesh"))
-def _run(score_fn, init_fn, ts, key, seeds, *, process, rule, snap_key, block_size, mesh):
-    """Seeds (n,) -> (final (n, ...), snapshots (n, n_snap, ...)), n a multiple of block_size (x mesh size).
+@functools.partial(jax.jit, static_argnames=("process", "rule", "snapshot_steps", "block_size", "mesh"))
+def _run(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, process, rule, snapshot_steps, block_size, mesh):
+    """Seeds (n,) -> (final (n, ...), snapshots (n, n_snap, ...)); n a multiple of block_size x mesh size."""
 
-    Seeds are processed in blocks of `block_size` by `lax.map`, each block vmapped: seed i always sits
-    at position i mod block_size of a block of the same shape, so its bits do not depend on n. `shard_map`
-    gives each device of the mesh the same per-device program over its own blocks; a single device is a
-    1-device mesh, so both go through the same compilation pipeline and agree bitwise.
-    """
-    snap_index = np.asarray(snap_key, np.int32)
-    one = functools.partial(_one_seed, process=process, rule=rule, snap_index=snap_index)
-    block = jax.vmap(one, in_axes=(None, None, None, None, 0))
+    def step_one(x, state, step_key, k, t, s):
+        return rule.step(process, score_fn, x, state, t, s, jax.random.fold_in(step_key, k))
 
-    def local(score_fn, init_fn, ts, key, seeds):
-        out = jax.lax.map(lambda b: block(score_fn, init_fn, ts, key, b), seeds.reshape(-1, block_size))
-        return jax.tree.map(lambda a: a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:]), out)
+    def local(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds):
+        seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, seeds).reshape(-1, block_size)
+        x = _blockwise(lambda kk: init_fn(jax.random.fold_in(kk, 0)), n_blocks, seed_keys)
+        step_keys = jax.vmap(jax.vmap(jax.random.fold_in, (0, None)), (0, None))(seed_keys, 1)
+        state = _blockwise(rule.init_state, n_blocks, x)
+        snaps = jnp.zeros((len(snapshot_steps),) + x.shape, x.dtype)
+        slot_of_step = np.full(ts.shape[0] - 1, -1, np.int32)
+        for slot, k in enumerate(snapshot_steps):
+            slot_of_step[k - 1] = slot
+
+        def body(carry, inputs):
+            x, state, snaps = carry
+            k, t, s, slot = inputs
+            x, state = jax.lax.cond(
+                k < n_steps,
+                lambda xs: _blockwise(lambda *a: step_one(*a, k, t, s), n_blocks, *xs),
+                lambda xs: xs[:2],
+                (x, state, step_keys))
+            if snapshot_steps:
+                snaps = jax.lax.cond(
+                    slot >= 0, lambda sn: jax.lax.dynamic_update_index_in_dim(sn, x, slot, 0),
+                    lambda sn: sn, snaps)
+            return (x, state, snaps), None
+
+        inputs = (jnp.arange(ts.shape[0] - 1), ts[:-1], ts[1:], jnp.asarray(slot_of_step))
+        (x, _, snaps), _ = jax.lax.scan(body, (x, state, snaps), inputs)
+        n = seeds.shape[0]
+        return x.reshape((n,) + x.shape[2:]), jnp.moveaxis(snaps, 0, 2).reshape((n, len(snapshot_steps)) + x.shape[2:])
 
     rep, split = PartitionSpec(), PartitionSpec(mesh.axis_names[0])
-    return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rep, split), out_specs=split,
-                         check_vma=False)(
-        score_fn, init_fn, ts, key, seeds)
+    return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rep, rep, rep, split), out_specs=split,
+                         check_vma=False)(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds)
 
 
-def _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, snapshot_steps) -> tuple[int, ...]:
+def _signature(tree) -> tuple:
+    """Hashable (structure, leaf shapes and dtypes) of a pytree: what tracing it depends on."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple(jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)) for v in leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_callables(score_sig, init_sig, key_sig, shape) -> None:
+    """Trace init_fn(key) and score_fn(x, t) abstractly (once per signature) and check their shapes."""
+    rebuild = lambda sig: jax.tree.unflatten(sig[0], sig[1])
+    x_spec = jax.ShapeDtypeStruct(shape, jnp.float32)
+    key = rebuild(key_sig)
+    init_out = jax.eval_shape(lambda f, k: f(k), rebuild(init_sig), key)
+    if init_out.shape != shape:
+        raise ValueError(f"init_fn returns shape {init_out.shape}, expected one sample of shape {shape}")
+    out = jax.eval_shape(lambda f, x, t: f(x, t), rebuild(score_sig), x_spec,
+                         jax.ShapeDtypeStruct((), jnp.float32))
+    if out.shape != shape:
+        raise ValueError(f"score_fn(x, t) returns shape {out.shape} for x of shape {shape}; "
+                         f"it must return one score per coordinate (same shape as x)")
+
+
+def _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, snapshot_steps, pad_to, block_size):
     ts = np.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D time grid with at least 2 points (steps >= 1), got shape {ts.shape}")
     if not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) < 0) or ts[-1] <= 0 or ts[0] > 1:
         raise ValueError(f"ts must decrease strictly within (0, 1], got {ts}")
-    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
-        raise ValueError(f"n_seeds must be an integer >= 1, got {n_seeds!r}")
+    steps = ts.shape[0] - 1
+    if pad_to is not None and (isinstance(pad_to, bool) or int(pad_to) != pad_to or pad_to < steps):
+        raise ValueError(f"pad_to must be an integer >= the number of steps {steps}, got {pad_to!r}")
+    for name, value in (("n_seeds", n_seeds), ("block_size", block_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
         raise ValueError(
             f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
             f"got {type(process).__name__}")
-    x_spec = jax.ShapeDtypeStruct(tuple(shape), jnp.float32)
-    init_out = jax.eval_shape(init_fn, key)
-    if init_out.shape != x_spec.shape:
-        raise ValueError(f"init_fn returns shape {init_out.shape}, expected one sample of shape {x_spec.shape}")
-    out = jax.eval_shape(score_fn, x_spec, jax.ShapeDtypeStruct((), jnp.float32))
-    if out.shape != x_spec.shape:
-        raise ValueError(f"score_fn(x, t) returns shape {out.shape} for x of shape {x_spec.shape}; "
-                         f"it must return one score per coordinate (same shape as x)")
-    steps = ts.shape[0] - 1
-    index = -np.ones(steps, np.int32)
-    for slot, k in enumerate(snapshot_steps):
+    _check_callables(_signature(score_fn), _signature(init_fn), _signature(key), tuple(shape))
+    for k in snapshot_steps:
         if not 1 <= k <= steps:
             raise ValueError(f"snapshot step {k} outside [1, {steps}] (steps done when the copy is taken)")
-        index[k - 1] = slot
     if len(set(snapshot_steps)) != len(snapshot_steps):
         raise ValueError(f"snapshot_steps must be distinct, got {snapshot_steps}")
-    return tuple(int(v) for v in index)
 
 
 def sample_with_snapshots(
@@ -137,6 +170,7 @@ def sample_with_snapshots(
     snapshot_steps: Sequence[int] = (),
     mesh: Mesh | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    pad_to: int | None = None,
 ) -> tuple[Array, Array]:
     """Samples (n_seeds, *shape) and snapshots (n_seeds, len(snapshot_steps), *shape).
 
@@ -150,29 +184,52 @@ def sample_with_snapshots(
       snapshot_steps: step counts k in [1, T]; a copy of x is kept after k steps.
       mesh: 1-D mesh; seeds are split over its axis (default: the first device alone).
       block_size: seeds per vmapped block; seeds are padded to a multiple of block_size (times the
-        mesh size). Results are bitwise reproducible across n_seeds and meshes for a fixed block_size.
+        mesh size). Small runs pay for a whole block: use a smaller block_size for them. Results are bitwise reproducible across n_seeds and meshes for a fixed block_size.
+      pad_to: compile for grids of up to `pad_to` steps, so that studies over many T reuse one program.
     """
     shape = tuple(int(v) for v in shape)
+    snapshot_steps = tuple(int(k) for k in snapshot_steps)
     score_fn = _as_partial(score_fn)
     init_fn = _as_partial(init_fn if init_fn is not None else ProcessPrior(process, shape))
-    snap_key = _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, tuple(snapshot_steps))
+    _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, snapshot_steps, pad_to, block_size)
     mesh = mesh if mesh is not None else seed_mesh(jax.devices()[:1])
     if len(mesh.axis_names) != 1:
         raise ValueError(f"mesh must be 1-D, got axes {mesh.axis_names}")
-    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-        raise ValueError(f"block_size must be an integer >= 1, got {block_size!r}")
-    seeds = jnp.arange(n_seeds + (-n_seeds % (block_size * mesh.size)), dtype=jnp.uint32)
+    steps = len(ts) - 1
+    padded = jnp.concatenate([jnp.asarray(ts, jnp.float32),
+                              jnp.full(((pad_to or steps) - steps,), ts[-1], jnp.float32)])
+    seeds, n_blocks, unpad = _seed_layout(n_seeds, block_size, mesh.size)
     seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
-    x, snaps = _run(score_fn, init_fn, jnp.asarray(ts, jnp.float32), key, seeds, process=process,
-                    rule=rule, snap_key=snap_key, block_size=int(block_size), mesh=mesh)
-    return x[:n_seeds], snaps[:n_seeds]
+    x, snaps = _run(score_fn, init_fn, padded, jnp.int32(steps), jnp.int32(n_blocks), key, seeds,
+                    process=process, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
+                    mesh=mesh)
+    return unpad(x), unpad(snaps)
+
+
+def _seed_layout(n_seeds: int, block_size: int, n_devices: int):
+    """Seed indices laid out as (device, block, lane), the number of blocks each device computes, and
+    the function mapping outputs back to seed order 0..n_seeds-1.
+
+    Every device holds at least two blocks, the second one possibly unused: XLA specialises arrays
+    with a dimension of size 1 (and would then round differently from a run with more blocks).
+    """
+    per_device = -(-n_seeds // (block_size * n_devices))
+    held = max(per_device, 2)
+    base = (np.arange(n_devices)[:, None] * per_device + np.arange(held)[None, :]) * block_size
+    seeds = (base[:, :, None] + np.arange(block_size)).astype(np.uint32)  # blocks >= per_device: unused
+
+    def unpad(a):
+        a = a.reshape((n_devices, held, block_size) + a.shape[1:])[:, :per_device]
+        return a.reshape((n_devices * per_device * block_size,) + a.shape[3:])[:n_seeds]
+
+    return jnp.asarray(seeds.reshape(-1)), per_device, unpad
 
 
 def sample(score_fn, process, rule, ts, *, key, n_seeds, shape, init_fn=None, mesh=None,
-           block_size=DEFAULT_BLOCK_SIZE) -> Array:
+           block_size=DEFAULT_BLOCK_SIZE, pad_to=None) -> Array:
     """Final samples (n_seeds, *shape) of the reverse process; see `sample_with_snapshots`."""
     x, _ = sample_with_snapshots(score_fn, process, rule, ts, key=key, n_seeds=n_seeds, shape=shape,
-                                 init_fn=init_fn, mesh=mesh, block_size=block_size)
+                                 init_fn=init_fn, mesh=mesh, block_size=block_size, pad_to=pad_to)
     return x
 
 

@@ -151,6 +151,11 @@ def noised(gmm: GaussianMixture, process: LinearGaussianSDE, t: Array) -> Gaussi
 
 def _component_terms(gmm: GaussianMixture, x: Array) -> tuple[Array, Array]:
     """(l_k(x), C_k^{-1} (x - mu_k)) for every component k: shapes (K,) and (K, d)."""
+    if gmm.is_diagonal:  # C_k = diag(v_k): elementwise, no factorization
+        var = jnp.diagonal(gmm.covs, axis1=1, axis2=2)
+        diff = x - gmm.means
+        log_norms = -0.5 * jnp.sum(diff**2 / var + jnp.log(2 * jnp.pi * var), axis=1)
+        return jnp.log(gmm.weights) + log_norms, diff / var
     chol = jnp.linalg.cholesky(gmm.covs)
 
     def one(mu, lower):

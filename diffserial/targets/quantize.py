@@ -94,7 +94,8 @@ class GridCells:
         P(e_j[i_j - 1] <= X_kj < e_j[i_j]), X_kj ~ N(mu_kj, sigma_kj^2). Each interval probability
         is Phi(z_b) - Phi(z_a) when z_a < 0 and Phi(-z_a) - Phi(-z_b) (survival functions) when
         z_a >= 0, so neither difference is of two numbers near 1 and tail cells keep their relative
-        accuracy. The mixture's stored (possibly float32) parameters are used, in float64.
+        accuracy. The mixture's stored (possibly float32) parameters are used, in float64, with the
+        weights renormalised in float64 (float32 weights sum to 1 only within ~1e-7).
         """
         if not gmm.is_diagonal:
             raise ValueError("GridCells.pmf needs a mixture with diagonal covariances (gmm.is_diagonal); "
@@ -102,6 +103,7 @@ class GridCells:
         if gmm.dim != self.dim:
             raise ValueError(f"gmm.dim must equal the grid's dimension {self.dim}; got {gmm.dim}")
         weights = np.asarray(gmm.weights, dtype=np.float64)
+        weights = weights / weights.sum()
         means = np.asarray(gmm.means, dtype=np.float64)
         stds = np.sqrt(np.diagonal(np.asarray(gmm.covs, dtype=np.float64), axis1=1, axis2=2))
         total = np.zeros(self.shape)

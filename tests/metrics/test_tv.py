@@ -145,3 +145,17 @@ def test_bad_arguments_raise():
         tv.tv_floor(p, 10, reps=0)
     with pytest.raises(ValueError, match="level"):
         tv.bootstrap_ci(tv.histogram(np.array([0, 1]), 4), p, level=1.0)
+
+
+def test_bootstrap_ci_is_bias_corrected_for_an_exact_sampler():
+    """Exact samples, K >> 1: the plug-in TV sits at the floor although the truth is 0. The basic
+    interval is moved down by the estimated bias (a percentile interval would lie above TV), so
+    tv_lo falls below the floor and the point can never count as 'clearly above the floor'."""
+    k, n = 256, 20_000
+    p = np.full(k, 1 / k)
+    cells = np.random.default_rng(2).choice(k, size=n, p=p)
+    hist = tv.histogram(cells, k)
+    lo, hi = tv.bootstrap_ci(hist, p, seed=0, reps=200)
+    floor = tv.tv_floor(p, n, seed=1, reps=200)
+    assert hi < tv.tv_distance(hist, p)
+    assert lo < 0.6 * floor.mean

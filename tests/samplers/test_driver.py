@@ -26,8 +26,8 @@ def _sample(name, n, mesh=None, steps=12):
 
 @pytest.mark.parametrize("name", ["euler_maruyama", "pc_langevin", "dpm_solver_pp_2m"])
 def test_seed_results_are_bitwise_independent_of_batch_size(name):
-    big = np.asarray(_sample(name, 1024))
-    for n in (1, 7):
+    big = np.asarray(_sample(name, 3000))  # three blocks of the default 1024
+    for n in (1, 7, 1024):
         np.testing.assert_array_equal(np.asarray(_sample(name, n)), big[:n])
 
 
@@ -73,6 +73,17 @@ def test_compiled_once_per_configuration():
     assert driver._run._cache_size() == before + 2  # new grid length: one more program
 
 
+def test_padded_grid_gives_the_same_bits_and_one_program_for_all_step_counts():
+    rule = continuous.make_sampler("pc_langevin")
+    kw = dict(key=jax.random.key(1), n_seeds=100, shape=(3,))
+    before = driver._run._cache_size()
+    for steps in (1, 5, 16):
+        ts = grids.make_grid("uniform", PROCESS, steps)
+        padded = driver.sample(_score, PROCESS, rule, ts, pad_to=16, **kw)
+        np.testing.assert_array_equal(np.asarray(padded), np.asarray(driver.sample(_score, PROCESS, rule, ts, **kw)))
+    assert driver._run._cache_size() == before + 3  # one padded program + the unpadded T = 1 and T = 5
+
+
 def test_bad_inputs_raise_before_compiling():
     ts = grids.make_grid("uniform", PROCESS, 4)
     rule = continuous.make_sampler("euler_maruyama")
@@ -96,5 +107,9 @@ def test_bad_inputs_raise_before_compiling():
         driver.sample(_score, PROCESS, rule, ts, key=jax.random.key(0), n_seeds=0, shape=(3,))
     with pytest.raises(ValueError, match="variance-preserving"):
         driver.sample(_score, VEGeometric(), continuous.make_sampler("li_yan_sde"), ts, **kw)
+    with pytest.raises(ValueError, match="pad_to must be an integer >= the number of steps 4"):
+        driver.sample(_score, PROCESS, rule, ts, pad_to=3, **kw)
+    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
+        driver.sample(_score, PROCESS, rule, ts, block_size=0, **kw)
     with pytest.raises(ValueError, match=r"snapshot step 5 outside \[1, 4\]"):
         driver.sample_with_snapshots(_score, PROCESS, rule, ts, snapshot_steps=(5,), **kw)

@@ -1,0 +1,58 @@
+"""Run a study: progress bar, results.jsonl row by row, summary.json, plot, and a table on stdout.
+
+A study module provides
+    STUDY: str                      its name (config.study)
+    validate(config)                raises ValueError before anything compiles
+    points(config) -> list          the measured points, for the progress bar
+    run(config, mesh) -> iterator   yields one result row (a JSON-able dict) per point
+    summarize(rows) -> dict         fitted rates and what they used
+    plot(rows, path), table(rows, summary) -> str
+"""
+
+from __future__ import annotations
+
+import os
+import types
+
+import jax
+import ml_collections
+from tqdm.auto import tqdm
+
+from diffserial.registry import lookup
+from diffserial.studies import report
+
+
+def studies() -> dict[str, types.ModuleType]:
+    """The registry of studies, by config.study name (imported lazily: no work at import)."""
+    from diffserial.studies import gmm_convergence
+
+    return {m.STUDY: m for m in (gmm_convergence,)}
+
+
+def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dict:
+    """Validate `config`, run its study into `workdir`, and return the summary."""
+    study = lookup(studies(), "study", config.study)
+    study.validate(config)
+    writer = jax.process_index() == 0
+    results = os.path.join(workdir, "results.jsonl")
+    if writer:
+        report.prepare_workdir(workdir)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2) + "\n")
+    rows = []
+    bar = tqdm(total=len(study.points(config)), desc=config.study, disable=not writer)
+    for row in study.run(config, mesh=mesh):
+        rows.append(row)
+        if writer:
+            report.append_jsonl(results, row)
+        bar.set_postfix_str(", ".join(f"{k}={row[k]}" for k in study.POSTFIX_KEYS))
+        bar.update()
+    bar.close()
+    summary = study.summarize(rows)
+    if writer:
+        report.write_json(os.path.join(workdir, "summary.json"), summary)
+        for name in study.plot(rows, workdir):
+            print(f"wrote {os.path.join(workdir, name)}")
+        print(study.table(rows, summary))
+        print(f"wrote {results} ({len(rows)} rows) and {os.path.join(workdir, 'summary.json')}")
+    return summary
