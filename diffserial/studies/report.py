@@ -69,6 +69,7 @@ def plot_loglog(path: str, panels: Mapping[str, Mapping[str, Sequence[Mapping]]]
             floors += [r[floor] for r in rows if r.get(floor) is not None]
         if floors:
             ax.axhline(max(floors), color="k", ls=":", lw=1, label="noise floor (mean)")
+            ax.set_ylim(bottom=0.3 * min(floors))  # bands clipped at 0 would stretch the log axis
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel(x)

@@ -1,0 +1,313 @@
+"""Benchmarks of the continuous-state sampling driver with a small MLP score network.
+
+    python benchmarks/continuous_sampler.py [--quick]
+
+Every ratio is measured side by side in one process: each compared callable is called once first
+(compilation excluded), then all are timed in interleaved rounds and the median wall time of each is
+kept. Metrics (see benchmarks/README.md):
+
+    efficiency   T t_forward(B) / t_sample(B, T)                          target >= 0.95
+    speed-up     t_python_loop(B, T) / t_sample(B, T)                     target >= 3
+    throughput   t_diffrax(B, T) / t_sample(B, T), equal NFE, same grid   target >= 1.1
+    memory       compiled bytes (T = 1000) / compiled bytes (T = 10)      target <= 1.1
+
+The driver runs with block_size = min(B, 1024) unless a row says otherwise. `--quick` shrinks the batch
+sizes, step counts and repeats to check the script in well under a minute; its numbers are not the
+benchmark's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import statistics
+import time
+from typing import Callable
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import lineax
+import numpy as np
+
+from diffserial.models.mlp import ScoreMLP, score_fn_from
+from diffserial.processes.gaussian import VPLinear
+from diffserial.samplers import continuous, driver, grids
+
+PROCESS = VPLinear()
+MODEL = ScoreMLP(hidden=128, n_blocks=2, embed_dim=64)
+DIM = 2
+KEY = jax.random.key(0)
+GRID = "uniform"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Sizes of one benchmark run."""
+
+    eff_batches: tuple[int, ...] = (1024, 16384)
+    eff_steps: tuple[int, ...] = (64, 512)
+    loop_batch: int = 64
+    loop_steps: int = 512
+    diffrax_batches: tuple[int, ...] = (64, 1024)
+    diffrax_steps: int = 256
+    memory_batch: int = 16384
+    memory_steps: tuple[int, int] = (10, 1000)
+    repeats: int = 5
+
+
+QUICK = Config(eff_batches=(2048,), eff_steps=(8,), loop_batch=64, loop_steps=64, diffrax_batches=(64,),
+               diffrax_steps=32, repeats=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of the final table: value compared with target by `op` ('>=' or '<=')."""
+
+    metric: str
+    setting: str
+    value: float
+    op: str
+    target: float
+
+    @property
+    def passed(self) -> bool:
+        return self.value >= self.target if self.op == ">=" else self.value <= self.target
+
+
+def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time (s) of each fn: one warm-up call each, then `repeats` interleaved rounds."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def relative_difference(a, b) -> float:
+    """max |a - b| / max |b|: how far two runs of the same computation drift apart in float32."""
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def make_score_fn() -> jax.tree_util.Partial:
+    """The benchmark's score network with random weights, as a traced-params score_fn."""
+    params = jax.jit(MODEL.init)(jax.random.key(1), jnp.zeros(DIM), 0.5)["params"]
+    return score_fn_from(MODEL, params)
+
+
+def driver_call(score_fn, rule_name: str, batch: int, steps: int, block_size: int | None = None):
+    """A thunk sampling `batch` seeds over a `steps`-step grid with the driver."""
+    ts = grids.make_grid(GRID, PROCESS, steps)
+    rule = continuous.make_sampler(rule_name)
+    block = block_size or min(batch, driver.DEFAULT_BLOCK_SIZE)
+    return lambda: driver.sample(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,),
+                                 block_size=block)
+
+
+@jax.jit
+def _forward(score_fn, x, t):
+    """Batched forward of the score network: score_fn vmapped over x at one time t, as in a step."""
+    return jax.vmap(score_fn, (0, None))(x, t)
+
+
+def efficiency_rows(score_fn, cfg: Config) -> list[Row]:
+    """T t_forward(B) / t_sample(B, T) for pf_euler and euler_maruyama, block_size min(B, 1024) and B."""
+    rows = []
+    for batch in cfg.eff_batches:
+        x = jax.random.normal(jax.random.key(2), (batch, DIM))
+        for steps in cfg.eff_steps:
+            for rule_name in ("pf_euler", "euler_maruyama"):
+                blocks = sorted({min(batch, driver.DEFAULT_BLOCK_SIZE), batch})
+                fns = {"forward": lambda: _forward(score_fn, x, jnp.float32(0.5))}
+                fns |= {b: driver_call(score_fn, rule_name, batch, steps, b) for b in blocks}
+                t = median_times(fns, cfg.repeats)
+                for b in blocks:
+                    value = steps * t["forward"] / t[b]
+                    setting = f"{rule_name} B={batch} T={steps} block={b}"
+                    print(f"  {setting}: forward {1e3 * t['forward']:.3f} ms, sample {1e3 * t[b]:.1f} ms")
+                    rows.append(Row("efficiency", setting, value, ">=", 0.95))
+    return rows
+
+
+@functools.partial(jax.jit, static_argnames=("n_seeds", "shape", "rule"))
+def initial_draws(key, *, n_seeds, shape, rule):
+    """Initial x, rule state and per-seed step keys of seeds 0..n-1, by the driver's seed contract."""
+    seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n_seeds, dtype=jnp.uint32))
+    x = jax.vmap(lambda k: PROCESS.prior_sample(jax.random.fold_in(k, 0), shape))(seed_keys)
+    step_keys = jax.vmap(jax.random.fold_in, (0, None))(seed_keys, 1)
+    return x, jax.vmap(rule.init_state)(x), step_keys
+
+
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _loop_step(score_fn, x, state, step_keys, k, t, s, *, rule):
+    """Step k of `rule` from t to s for every seed (vmapped), with the driver's step keys."""
+    def one(x, state, step_key):
+        return rule.step(PROCESS, score_fn, x, state, t, s, jax.random.fold_in(step_key, k))
+
+    return jax.vmap(one)(x, state, step_keys)
+
+
+def python_loop_call(score_fn, rule_name: str, batch: int, steps: int):
+    """A thunk running the same update rule from a Python for-loop: one jitted call per step."""
+    ts = np.asarray(grids.make_grid(GRID, PROCESS, steps))
+    rule = continuous.make_sampler(rule_name)
+
+    def run():
+        x, state, step_keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
+        for k in range(steps):
+            x, state = _loop_step(score_fn, x, state, step_keys, k, ts[k], ts[k + 1], rule=rule)
+        return x
+
+    return run
+
+
+def python_loop_rows(score_fn, cfg: Config) -> list[Row]:
+    """t_python_loop / t_sample at (loop_batch, loop_steps); also how far apart the two results are."""
+    rows = []
+    for rule_name in ("pf_euler", "euler_maruyama"):
+        fns = {"loop": python_loop_call(score_fn, rule_name, cfg.loop_batch, cfg.loop_steps),
+               "driver": driver_call(score_fn, rule_name, cfg.loop_batch, cfg.loop_steps)}
+        t = median_times(fns, cfg.repeats)
+        diff = relative_difference(fns["loop"](), fns["driver"]())
+        setting = f"{rule_name} B={cfg.loop_batch} T={cfg.loop_steps}"
+        print(f"  {setting}: loop {1e3 * t['loop']:.1f} ms, driver {1e3 * t['driver']:.1f} ms, "
+              f"relative difference {diff:.1e}")
+        rows.append(Row("speed-up vs Python loop", setting, t["loop"] / t["driver"], ">=", 3.0))
+    return rows
+
+
+# rule -> (diffrax solver, whether the reverse SDE (else the probability-flow ODE) is solved).
+DIFFRAX_SOLVERS = {"euler_maruyama": (diffrax.Euler, True), "pf_euler": (diffrax.Euler, False),
+                   "pf_heun": (diffrax.Heun, False)}
+
+
+def _diffrax_terms(score_fn, stochastic: bool, key):
+    """dx = (f x - g^2 score) dt + g dW (reverse SDE) or dx/dt = f x - g^2 score / 2, integrated from 1 down.
+
+    diffrax integrates backwards in time (t0 > t1) by negating t, so Euler is `euler_maruyama` / `pf_euler`
+    step for step; the Brownian increments come from an `UnsafeBrownianPath` (fixed steps, no adjoint).
+    """
+    def velocity(t, x, args):
+        drift = PROCESS.reverse_drift if stochastic else PROCESS.pf_drift
+        return drift(x, t, score_fn(x, t))
+
+    if not stochastic:
+        return diffrax.ODETerm(velocity)
+
+    def diffusion(t, x, args):
+        return lineax.DiagonalLinearOperator(jnp.full_like(x, PROCESS.diffusion(t)))
+
+    brownian = diffrax.UnsafeBrownianPath(shape=(DIM,), key=key)
+    return diffrax.MultiTerm(diffrax.ODETerm(velocity), diffrax.ControlTerm(diffusion, brownian))
+
+
+@functools.partial(jax.jit, static_argnames=("rule_name",))
+def _diffrax_sample(score_fn, x1, keys, ts, *, rule_name):
+    """diffeqsolve vmapped over seeds, stepping to exactly the grid ts, with the forward-mode adjoint
+    (`diffrax.ForwardMode`: a plain lax.while_loop, no checkpointing)."""
+    solver, stochastic = DIFFRAX_SOLVERS[rule_name]
+
+    def solve(x, key):
+        sol = diffrax.diffeqsolve(
+            _diffrax_terms(score_fn, stochastic, key), solver(), ts[0], ts[-1], dt0=None, y0=x,
+            stepsize_controller=diffrax.StepTo(ts), adjoint=diffrax.ForwardMode(),
+            saveat=diffrax.SaveAt(t1=True), max_steps=ts.shape[0] - 1)
+        return sol.ys[-1]
+
+    return jax.vmap(solve)(x1, keys)
+
+
+def diffrax_call(score_fn, rule_name: str, batch: int, steps: int):
+    """A thunk solving the same problem with diffrax from the driver's initial draws (drawn beforehand)."""
+    x1, _, keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=continuous.make_sampler(rule_name))
+    ts = grids.make_grid(GRID, PROCESS, steps)
+    return lambda: _diffrax_sample(score_fn, x1, keys, ts, rule_name=rule_name)
+
+
+def diffrax_rows(score_fn, cfg: Config) -> list[Row]:
+    """t_diffrax / t_sample at equal NFE; for the ODEs also how far apart the two results are."""
+    rows = []
+    for batch in cfg.diffrax_batches:
+        for rule_name in DIFFRAX_SOLVERS:
+            fns = {"diffrax": diffrax_call(score_fn, rule_name, batch, cfg.diffrax_steps),
+                   "driver": driver_call(score_fn, rule_name, batch, cfg.diffrax_steps)}
+            t = median_times(fns, cfg.repeats)
+            setting = f"{rule_name} B={batch} T={cfg.diffrax_steps}"
+            check = ""
+            if not DIFFRAX_SOLVERS[rule_name][1]:
+                check = f", relative difference {relative_difference(fns['diffrax'](), fns['driver']()):.1e}"
+            print(f"  {setting}: diffrax {1e3 * t['diffrax']:.1f} ms, driver {1e3 * t['driver']:.1f} ms{check}")
+            rows.append(Row("throughput vs diffrax", setting, t["diffrax"] / t["driver"], ">=", 1.1))
+    return rows
+
+
+def compiled_bytes(score_fn, rule_name: str, batch: int, steps: int) -> int:
+    """Argument + output + temporary bytes of the compiled sampling program (compiled, not run).
+
+    `driver.sample` is jitted as a whole with the grid and key concrete, so its call to `driver._run`
+    compiles inline with the very arguments `sample` prepares; score_fn (the weights) stays an argument.
+    """
+    ts = grids.make_grid(GRID, PROCESS, steps)
+    rule = continuous.make_sampler(rule_name)
+    block = min(batch, driver.DEFAULT_BLOCK_SIZE)
+
+    def run(score_fn):
+        return driver.sample(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,), block_size=block)
+
+    stats = jax.jit(run).lower(score_fn).compile().memory_analysis()
+    return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
+
+
+def memory_rows(score_fn, cfg: Config) -> list[Row]:
+    """Compiled bytes at the longest grid over those at the shortest."""
+    rows = []
+    short, long = cfg.memory_steps
+    for rule_name in ("euler_maruyama", "pf_heun"):
+        small, big = (compiled_bytes(score_fn, rule_name, cfg.memory_batch, steps) for steps in (short, long))
+        setting = f"{rule_name} B={cfg.memory_batch} T={long} vs {short}"
+        print(f"  {setting}: {small / 2**20:.3f} MiB -> {big / 2**20:.3f} MiB")
+        rows.append(Row("memory ratio", setting, big / small, "<=", 1.1))
+    return rows
+
+
+def print_table(rows: list[Row]) -> None:
+    """metric | setting | measured | target | pass/fail."""
+    header = ("metric", "setting", "measured", "target", "result")
+    lines = [(r.metric, r.setting, f"{r.value:.3f}", f"{r.op} {r.target:g}", "pass" if r.passed else "FAIL")
+             for r in rows]
+    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(header))]
+    for line in [header, tuple("-" * w for w in widths)] + lines:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement")
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else Config()
+    if args.repeats is not None:
+        cfg = dataclasses.replace(cfg, repeats=args.repeats)
+    device = jax.devices()[0]
+    print(f"jax {jax.__version__}, diffrax {diffrax.__version__}; device {device.platform}:{device.device_kind} "
+          f"(x{jax.device_count()}); CPUs {os.cpu_count()}; {'QUICK' if args.quick else 'full'} run, "
+          f"median of {cfg.repeats}")
+    score_fn = make_score_fn()
+    rows = []
+    for title, measure in (("efficiency", efficiency_rows), ("speed-up vs Python loop", python_loop_rows),
+                           ("throughput vs diffrax", diffrax_rows), ("memory", memory_rows)):
+        print(f"{title}:")
+        rows += measure(score_fn, cfg)
+    print()
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
