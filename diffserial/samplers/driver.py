@@ -1,6 +1,9 @@
 """The one sampling loop: a `lax.scan` over a time grid, vmapped over seeds, optionally sharded.
 
-    x_{k+1}, state_{k+1} = rule.step(process, score_fn, x_k, state_k, ts[k], ts[k+1], key_{i,k})
+    x_{k+1}, state_{k+1} = rule.step(dynamics, fn, x_k, state_k, ts[k], ts[k+1], key_{i,k})
+
+for every sampler family: continuous (dynamics = forward SDE, fn = score function, `sample`) and masked
+(dynamics = masking schedule, fn = predictor, `diffserial.samplers.masked.sample_tokens`).
 
 Seed contract: seed i uses key_i = fold_in(key, i); its initial draw uses fold_in(key_i, 0) and step k
 uses fold_in(fold_in(key_i, 1), k). Everything a seed does depends on (key, i) alone, never on the batch
@@ -8,12 +11,12 @@ size, chunking or device count. Only the final state is kept; `snapshot_steps` a
 chosen steps, held in a fixed buffer (memory independent of T).
 
 Layout: the scan runs over steps; each step visits the seeds in blocks of `block_size` (`lax.map`),
-each block vmapped. Seed i always sits at position i mod block_size of a block of the same shape, so its
+each block vmapped (`_blockwise`). Seed i always sits at position i mod block_size of a block of the same shape, so its
 bits do not depend on n. `shard_map` gives each device of a 1-D mesh the same per-device program over
 its own blocks, and a single device is a 1-device mesh, so both compile the same way.
 
 Compilation: once per (process, rule, shape, padded grid length, snapshot steps, block size, mesh,
-callable structure). `score_fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over
+callable structure). `fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over
 arrays (an exact oracle's parameters, a network's weights) is traced, so new parameter values reuse the
 program; a plain function is wrapped in a `Partial` and cached by identity. With `pad_to`, grids of any
 T <= pad_to share one program: the grid is padded and steps k >= T are skipped by a `lax.cond` whose
@@ -71,13 +74,13 @@ def _blockwise(fn, n_blocks, *trees):
 
 
 @functools.partial(jax.jit, static_argnames=("process", "rule", "snapshot_steps", "block_size", "mesh"))
-def _run(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, process, rule, snapshot_steps, block_size, mesh):
+def _run(fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, process, rule, snapshot_steps, block_size, mesh):
     """Seeds (n,) -> (final (n, ...), snapshots (n, n_snap, ...)); n a multiple of block_size x mesh size."""
 
     def step_one(x, state, step_key, k, t, s):
-        return rule.step(process, score_fn, x, state, t, s, jax.random.fold_in(step_key, k))
+        return rule.step(process, fn, x, state, t, s, jax.random.fold_in(step_key, k))
 
-    def local(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds):
+    def local(fn, init_fn, ts, n_steps, n_blocks, key, seeds):
         seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, seeds).reshape(-1, block_size)
         x = _blockwise(lambda kk: init_fn(jax.random.fold_in(kk, 0)), n_blocks, seed_keys)
         step_keys = jax.vmap(jax.vmap(jax.random.fold_in, (0, None)), (0, None))(seed_keys, 1)
@@ -108,7 +111,7 @@ def _run(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, process, rule,
 
     rep, split = PartitionSpec(), PartitionSpec(mesh.axis_names[0])
     return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rep, rep, rep, split), out_specs=split,
-                         check_vma=False)(score_fn, init_fn, ts, n_steps, n_blocks, key, seeds)
+                         check_vma=False)(fn, init_fn, ts, n_steps, n_blocks, key, seeds)
 
 
 def _signature(tree) -> tuple:
@@ -118,43 +121,80 @@ def _signature(tree) -> tuple:
 
 
 @functools.lru_cache(maxsize=256)
-def _check_callables(score_sig, init_sig, key_sig, shape) -> None:
-    """Trace init_fn(key) and score_fn(x, t) abstractly (once per signature) and check their shapes."""
+def _check_callables(fn_sig, init_sig, key_sig, shape, fn_out_shape) -> None:
+    """Trace init_fn(key) and fn(x, t) abstractly (once per signature) and check their shapes."""
     rebuild = lambda sig: jax.tree.unflatten(sig[0], sig[1])
-    x_spec = jax.ShapeDtypeStruct(shape, jnp.float32)
-    key = rebuild(key_sig)
-    init_out = jax.eval_shape(lambda f, k: f(k), rebuild(init_sig), key)
+    init_out = jax.eval_shape(lambda f, k: f(k), rebuild(init_sig), rebuild(key_sig))
     if init_out.shape != shape:
         raise ValueError(f"init_fn returns shape {init_out.shape}, expected one sample of shape {shape}")
-    out = jax.eval_shape(lambda f, x, t: f(x, t), rebuild(score_sig), x_spec,
+    out = jax.eval_shape(lambda f, x, t: f(x, t), rebuild(fn_sig), init_out,
                          jax.ShapeDtypeStruct((), jnp.float32))
-    if out.shape != shape:
-        raise ValueError(f"score_fn(x, t) returns shape {out.shape} for x of shape {shape}; "
-                         f"it must return one score per coordinate (same shape as x)")
+    if out.shape != fn_out_shape:
+        raise ValueError(f"the model function (x, t) returns shape {out.shape} for x of shape {shape}; "
+                         f"expected {fn_out_shape}")
 
 
-def _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, snapshot_steps, pad_to, block_size):
+def _validate(ts, n_seeds, snapshot_steps, pad_to, block_size, t_end_min) -> None:
     ts = np.asarray(ts)
     if ts.ndim != 1 or ts.shape[0] < 2:
         raise ValueError(f"ts must be a 1-D time grid with at least 2 points (steps >= 1), got shape {ts.shape}")
-    if not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) < 0) or ts[-1] <= 0 or ts[0] > 1:
-        raise ValueError(f"ts must decrease strictly within (0, 1], got {ts}")
+    if not np.all(np.isfinite(ts)) or not np.all(np.diff(ts) < 0) or ts[-1] < t_end_min or ts[0] > 1:
+        bound = "(0, 1]" if t_end_min > 0 else "[0, 1]"
+        raise ValueError(f"ts must decrease strictly within {bound}, got {ts}")
     steps = ts.shape[0] - 1
     if pad_to is not None and (isinstance(pad_to, bool) or int(pad_to) != pad_to or pad_to < steps):
         raise ValueError(f"pad_to must be an integer >= the number of steps {steps}, got {pad_to!r}")
     for name, value in (("n_seeds", n_seeds), ("block_size", block_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
-        raise ValueError(
-            f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
-            f"got {type(process).__name__}")
-    _check_callables(_signature(score_fn), _signature(init_fn), _signature(key), tuple(shape))
     for k in snapshot_steps:
         if not 1 <= k <= steps:
             raise ValueError(f"snapshot step {k} outside [1, {steps}] (steps done when the copy is taken)")
     if len(set(snapshot_steps)) != len(snapshot_steps):
         raise ValueError(f"snapshot_steps must be distinct, got {snapshot_steps}")
+
+
+def run_chain(
+    fn: Callable[[Array, Array], Array],
+    dynamics: Any,
+    rule: Any,
+    ts: Array,
+    *,
+    key: Array,
+    n_seeds: int,
+    init_fn: Callable[[Array], Array],
+    shape: Sequence[int],
+    fn_out_shape: Sequence[int],
+    t_end_min: float = 0.0,
+    snapshot_steps: Sequence[int] = (),
+    mesh: Mesh | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    pad_to: int | None = None,
+) -> tuple[Array, Array]:
+    """The family-agnostic loop: x_{k+1}, state = rule.step(dynamics, fn, x_k, state, ts[k], ts[k+1], key).
+
+    `dynamics` is a forward process (continuous) or a masking schedule (masked), `fn` the score
+    function or the predictor, `init_fn(key)` the starting sample of shape `shape`. Checks the grid,
+    the counts and the shapes of init_fn and fn (fn(x, t) must have shape `fn_out_shape`) before
+    compiling; returns (final (n_seeds, *shape), snapshots (n_seeds, n_snap, *shape)).
+    """
+    shape, fn_out_shape = tuple(int(v) for v in shape), tuple(int(v) for v in fn_out_shape)
+    snapshot_steps = tuple(int(k) for k in snapshot_steps)
+    fn, init_fn = _as_partial(fn), _as_partial(init_fn)
+    _validate(ts, n_seeds, snapshot_steps, pad_to, block_size, t_end_min)
+    _check_callables(_signature(fn), _signature(init_fn), _signature(key), shape, fn_out_shape)
+    mesh = mesh if mesh is not None else seed_mesh(jax.devices()[:1])
+    if len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be 1-D, got axes {mesh.axis_names}")
+    steps = len(ts) - 1
+    padded = jnp.concatenate([jnp.asarray(ts, jnp.float32),
+                              jnp.full(((pad_to or steps) - steps,), ts[-1], jnp.float32)])
+    seeds, n_blocks, unpad = _seed_layout(n_seeds, block_size, mesh.size)
+    seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
+    x, snaps = _run(fn, init_fn, padded, jnp.int32(steps), jnp.int32(n_blocks), key, seeds,
+                    process=dynamics, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
+                    mesh=mesh)
+    return unpad(x), unpad(snaps)
 
 
 def sample_with_snapshots(
@@ -184,26 +224,19 @@ def sample_with_snapshots(
       snapshot_steps: step counts k in [1, T]; a copy of x is kept after k steps.
       mesh: 1-D mesh; seeds are split over its axis (default: the first device alone).
       block_size: seeds per vmapped block; seeds are padded to a multiple of block_size (times the
-        mesh size). Small runs pay for a whole block: use a smaller block_size for them. Results are bitwise reproducible across n_seeds and meshes for a fixed block_size.
+        mesh size). Small runs pay for a whole block: use a smaller block_size for them.
+        Results are bitwise reproducible across n_seeds and meshes for a fixed block_size.
       pad_to: compile for grids of up to `pad_to` steps, so that studies over many T reuse one program.
     """
+    if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
+        raise ValueError(
+            f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
+            f"got {type(process).__name__}")
     shape = tuple(int(v) for v in shape)
-    snapshot_steps = tuple(int(k) for k in snapshot_steps)
-    score_fn = _as_partial(score_fn)
-    init_fn = _as_partial(init_fn if init_fn is not None else ProcessPrior(process, shape))
-    _validate(score_fn, init_fn, key, ts, n_seeds, shape, rule, process, snapshot_steps, pad_to, block_size)
-    mesh = mesh if mesh is not None else seed_mesh(jax.devices()[:1])
-    if len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh must be 1-D, got axes {mesh.axis_names}")
-    steps = len(ts) - 1
-    padded = jnp.concatenate([jnp.asarray(ts, jnp.float32),
-                              jnp.full(((pad_to or steps) - steps,), ts[-1], jnp.float32)])
-    seeds, n_blocks, unpad = _seed_layout(n_seeds, block_size, mesh.size)
-    seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
-    x, snaps = _run(score_fn, init_fn, padded, jnp.int32(steps), jnp.int32(n_blocks), key, seeds,
-                    process=process, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
-                    mesh=mesh)
-    return unpad(x), unpad(snaps)
+    init_fn = init_fn if init_fn is not None else ProcessPrior(process, shape)
+    return run_chain(score_fn, process, rule, ts, key=key, n_seeds=n_seeds, init_fn=init_fn, shape=shape,
+                     fn_out_shape=shape, t_end_min=np.finfo(np.float32).tiny, snapshot_steps=snapshot_steps,
+                     mesh=mesh, block_size=block_size, pad_to=pad_to)
 
 
 def _seed_layout(n_seeds: int, block_size: int, n_devices: int):

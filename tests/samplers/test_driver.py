@@ -97,7 +97,7 @@ def test_bad_inputs_raise_before_compiling():
     for eps in (0.0, 1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=r"eps .* must lie in \(0, 1\)"):
             grids.make_grid("uniform", PROCESS, 4, eps=eps)
-    with pytest.raises(ValueError, match=r"score_fn\(x, t\) returns shape \(2,\) for x of shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"function \(x, t\) returns shape \(2,\) for x of shape \(3,\); expected \(3,\)"):
         driver.sample(lambda x, t: x[:2], PROCESS, rule, ts, **kw)
     with pytest.raises(ValueError, match="at least 2 points"):
         driver.sample(_score, PROCESS, rule, ts[:1], **kw)
