@@ -19,22 +19,16 @@ value, and can be passed through `jax.jit` as static structure.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
+from diffserial.pytrees import static_dataclass
+
 Array = jax.Array
 ScoreFn = Callable[[Array, Array], Array]
-
-
-def _static_pytree(cls):
-    """Frozen dataclass registered as a pytree whose fields are all static metadata."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=[], meta_fields=fields)
 
 
 class LinearGaussianSDE:
@@ -123,7 +117,7 @@ def _vp_log_mean_coeff(t: Array, beta_min: float, beta_max: float) -> Array:
     return -0.25 * t**2 * (beta_max - beta_min) - 0.5 * t * beta_min
 
 
-@_static_pytree
+@static_dataclass
 class VPLinear(LinearGaussianSDE):
     """Variance-preserving SDE with linear beta (DDPM's continuous limit; score_sde defaults).
 
@@ -158,7 +152,7 @@ class VPLinear(LinearGaussianSDE):
         return 1.0
 
 
-@_static_pytree
+@static_dataclass
 class VPCosine(LinearGaussianSDE):
     """Variance-preserving SDE with the cosine schedule (Nichol & Dhariwal 2021).
 
@@ -213,7 +207,7 @@ class VPCosine(LinearGaussianSDE):
         return 1.0
 
 
-@_static_pytree
+@static_dataclass
 class SubVP(LinearGaussianSDE):
     """Sub-VP SDE (Song et al. 2021, eq. 35), with the linear beta schedule of `VPLinear`.
 
@@ -245,7 +239,7 @@ class SubVP(LinearGaussianSDE):
         return 1.0
 
 
-@_static_pytree
+@static_dataclass
 class VEGeometric(LinearGaussianSDE):
     """Variance-exploding SDE with geometric sigma (SMLD's continuous limit; Song et al. 2021, eq. 30).
 

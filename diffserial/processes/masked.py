@@ -33,23 +33,16 @@ traced values pass through unchecked.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
 
 Array = jax.Array
-
-
-def _static_pytree(cls):
-    """Frozen dataclass registered as a pytree whose fields are all static metadata."""
-    cls = dataclasses.dataclass(frozen=True)(cls)
-    fields = [f.name for f in dataclasses.fields(cls)]
-    return jax.tree_util.register_dataclass(cls, data_fields=[], meta_fields=fields)
 
 
 def _concrete(x) -> np.ndarray | None:
@@ -96,7 +89,7 @@ class MaskingSchedule:
         raise NotImplementedError
 
 
-@_static_pytree
+@static_dataclass
 class Linear(MaskingSchedule):
     """alpha_t = 1 - t;  alpha'_t = -1;  w(t) = alpha'_t / (1 - alpha_t) = -1 / t (MDLM, MD4 "linear")."""
 
@@ -115,7 +108,7 @@ class Linear(MaskingSchedule):
         return _as_time(t)
 
 
-@_static_pytree
+@static_dataclass
 class Cosine(MaskingSchedule):
     """MD4's cosine schedule: alpha_t = 1 - cos(pi/2 (1 - t)) = 1 - sin(pi t / 2);
     alpha'_t = -(pi/2) cos(pi t / 2);  w(t) = -(pi/2) cot(pi t / 2).
@@ -138,7 +131,7 @@ class Cosine(MaskingSchedule):
         return jnp.sin(0.5 * jnp.pi * _as_time(t))
 
 
-@_static_pytree
+@static_dataclass
 class Polynomial(MaskingSchedule):
     """alpha_t = 1 - t^power (power > 0);  alpha'_t = -power t^(power - 1);  w(t) = -power / t.
 
@@ -166,7 +159,7 @@ class Polynomial(MaskingSchedule):
         return _as_time(t) ** self.power
 
 
-@_static_pytree
+@static_dataclass
 class LogLinear(MaskingSchedule):
     """MDLM / SEDD log-linear noise: total noise sigma(t) = -log(1 - (1 - eps) t), so
 

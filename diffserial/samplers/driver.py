@@ -25,7 +25,6 @@ predicate is the same for every seed (a real branch, not a select).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Any, Callable, Sequence
 
@@ -35,6 +34,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from diffserial.processes.gaussian import LinearGaussianSDE
+from diffserial.pytrees import static_dataclass
 
 Array = jax.Array
 DEFAULT_BLOCK_SIZE = 1024
@@ -45,8 +45,7 @@ def _as_partial(fn: Callable) -> Partial:
     return fn if isinstance(fn, Partial) else Partial(fn)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["process", "shape"])
-@dataclasses.dataclass(frozen=True)
+@static_dataclass
 class ProcessPrior:
     """init_fn drawing x_1 from the process prior N(0, prior_std^2 I) (static: no traced leaves)."""
 
