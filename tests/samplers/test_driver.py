@@ -113,3 +113,23 @@ def test_bad_inputs_raise_before_compiling():
         driver.sample(_score, PROCESS, rule, ts, block_size=0, **kw)
     with pytest.raises(ValueError, match=r"snapshot step 5 outside \[1, 4\]"):
         driver.sample_with_snapshots(_score, PROCESS, rule, ts, snapshot_steps=(5,), **kw)
+
+
+def test_non_finite_samples_are_counted_not_averaged():
+    """A score that blows up for some seeds: their samples are NaN/inf, fall in no cell, and count
+    as TV mass outside every cell (n_invalid), never silently dropped."""
+    from diffserial.metrics.tv import tv_report
+    from diffserial.targets.quantize import GridCells
+
+    def score(x, t):
+        return jnp.where(x[0] > 2.0, jnp.nan, -x)
+
+    ts = grids.make_grid("uniform", PROCESS, 4)
+    x = driver.sample(score, PROCESS, continuous.make_sampler("euler_maruyama"), ts,
+                      key=jax.random.key(0), n_seeds=2000, shape=(1,), block_size=256)
+    bad = int(np.sum(~np.isfinite(np.asarray(x))))
+    assert bad > 0
+    cells = GridCells.uniform(1, -3.0, 3.0, 6)
+    report = tv_report(cells.cell_index(x), cells.n_cells, np.full(6, 1 / 6))
+    assert report["n_invalid"] == bad and report["n_seeds"] == 2000
+    assert report["tv"] >= 0.5 * bad / 2000
