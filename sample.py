@@ -8,8 +8,14 @@ Writes WORKDIR/results.jsonl, WORKDIR/summary.json, plots, and prints a table.
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
+# On a CPU host, expose one XLA device per core so that seeds are sharded over all cores (a seed's
+# result does not depend on the device count). Must happen before jax is imported.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _CONFIG = config_flags.DEFINE_config_file(

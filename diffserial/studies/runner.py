@@ -19,6 +19,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from diffserial.registry import lookup
+from diffserial.samplers import driver
 from diffserial.studies import report
 
 
@@ -30,9 +31,13 @@ def studies() -> dict[str, types.ModuleType]:
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dict:
-    """Validate `config`, run its study into `workdir`, and return the summary."""
+    """Validate `config`, run its study into `workdir`, and return the summary.
+
+    Seeds are sharded over `mesh` (default: all local devices); results do not depend on it.
+    """
     study = lookup(studies(), "study", config.study)
     study.validate(config)
+    mesh = mesh if mesh is not None else driver.seed_mesh(jax.local_devices())
     writer = jax.process_index() == 0
     results = os.path.join(workdir, "results.jsonl")
     if writer:
