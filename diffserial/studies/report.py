@@ -48,7 +48,7 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
 
 
 def plot_loglog(path: str, panels: Mapping[str, Mapping[str, Sequence[Mapping]]], *, x: str = "steps",
-                y: str = "tv", floor: str = "tv_floor", title: str = "") -> None:
+                y: str = "tv", floor: str | None = "tv_floor", title: str = "") -> None:
     """One log-log panel per key of `panels`; each panel maps a curve label to its rows.
 
     Draws y vs x with the [y_lo, y_hi] band where present, and the mean noise floor dotted.
@@ -66,7 +66,7 @@ def plot_loglog(path: str, panels: Mapping[str, Mapping[str, Sequence[Mapping]]]
             if all(f"{y}_lo" in r for r in rows):
                 ax.fill_between(xs, [r[f"{y}_lo"] for r in rows], [r[f"{y}_hi"] for r in rows],
                                 color=line.get_color(), alpha=0.15, lw=0)
-            floors += [r[floor] for r in rows if r.get(floor) is not None]
+            floors += [r[floor] for r in rows if floor and r.get(floor) is not None]
         if floors:
             ax.axhline(max(floors), color="k", ls=":", lw=1, label="noise floor (mean)")
             ax.set_ylim(bottom=0.3 * min(floors))  # bands clipped at 0 would stretch the log axis

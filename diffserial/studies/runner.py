@@ -25,9 +25,9 @@ from diffserial.studies import report
 
 def studies() -> dict[str, types.ModuleType]:
     """The registry of studies, by config.study name (imported lazily: no work at import)."""
-    from diffserial.studies import gmm_convergence
+    from diffserial.studies import gmm_convergence, parity_convergence
 
-    return {m.STUDY: m for m in (gmm_convergence,)}
+    return {m.STUDY: m for m in (gmm_convergence, parity_convergence)}
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dict:
