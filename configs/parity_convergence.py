@@ -16,8 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.predictors = ("exact", "window")  # window: the oracle restricted to +-window_radius tokens
     c.window_radius = 2
     c.schedule = "linear"  # linear | cosine | polynomial | loglinear
-    c.steps = (1, 2, 4, 8, 16, 32, 64)
-    c.n_seeds = 2**15
+    c.steps = (1, 2, 4, 8, 16, 32)
+    c.n_seeds = 2**14
     c.exact_tv_max_n = 16  # exact TV over 2^n strings up to this n; odd rate for every n
     c.floor_reps = 100
     c.block_size = 1024
