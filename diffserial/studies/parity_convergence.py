@@ -1,6 +1,6 @@
 """Parity study: can a masked diffusion sampler draw the even-parity distribution D_n in few steps?
 
-For each n, sampler, predictor and number of steps T, 2^15 seeds are sampled and compared with D_n
+For each n, sampler, predictor and number of steps T, `n_seeds` seeds are sampled and compared with D_n
 (uniform over the 2^(n-1) even-parity strings of n bits):
 - the odd-parity rate with its Clopper-Pearson 95% interval: D_n gives odd strings probability 0, so
   TV >= odd rate for any n (an unbiased lower bound);
