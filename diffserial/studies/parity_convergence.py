@@ -152,18 +152,44 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def plot(rows: list[dict], workdir: str) -> list[str]:
-    """parity_odd_rate.png (every n) and parity_tv.png (n <= exact_tv_max_n): one panel per n."""
-    odd_panels, tv_panels = {}, {}
-    for (n, pred, name), group in sorted(report.group_by(rows, "n", "predictor", "sampler").items()):
-        label = f"{name} ({pred})"
-        odd_panels.setdefault(f"n = {n}", {})[label] = [
-            {**r, "odd": max(r["odd_rate"], 1e-5), "odd_lo": max(r["odd_lo"], 1e-5), "odd_hi": r["odd_hi"]}
-            for r in group]
-        if "tv" in group[0]:
-            tv_panels.setdefault(f"n = {n}", {})[label] = group
-    report.plot_loglog(os.path.join(workdir, "parity_odd_rate.png"), odd_panels, y="odd", floor=None,
-                       title="odd-parity rate (a lower bound on TV; 0 drawn at 1e-5)")
+    """parity_odd_rate.png (every n; linear axis, 95% bands) and parity_tv.png (n <= exact_tv_max_n).
+
+    Colour = sampler, line style = predictor (solid exact, dashed window, dotted construction)."""
+    import matplotlib.pyplot as plt
+
+    groups = sorted(report.group_by(rows, "n", "predictor", "sampler").items())
+    ns = sorted({n for (n, _, _), _ in groups})
+    samplers = sorted({name for (_, _, name), _ in groups})
+    color = {name: plt.cm.tab10(i % 10) for i, name in enumerate(samplers)}
+    style = {"exact": "-", "window": "--", "construction": ":"}
+    fig, axes = plt.subplots(1, len(ns), figsize=(4.2 * len(ns), 4), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], ns):
+        for (gn, pred, name), group in groups:
+            if gn != n:
+                continue
+            group = sorted(group, key=lambda r: r["steps"])
+            xs = [r["steps"] for r in group]
+            ax.plot(xs, [r["odd_rate"] for r in group], style[pred], color=color[name], marker="o", ms=3,
+                    label=f"{name} ({pred})")
+            ax.fill_between(xs, [r["odd_lo"] for r in group], [r["odd_hi"] for r in group],
+                            color=color[name], alpha=0.1, lw=0)
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 0.6)
+        ax.set_title(f"n = {n}")
+        ax.set_xlabel("steps")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("odd-parity rate (<= TV)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize=7)
+    fig.suptitle("Sampling even parity: odd-parity rate vs steps (solid exact, dashed window predictor, dotted construction)")
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(os.path.join(workdir, "parity_odd_rate.png"), dpi=110)
+    plt.close(fig)
     names = ["parity_odd_rate.png"]
+    tv_panels = {}
+    for (n, pred, name), group in groups:
+        if "tv" in group[0]:
+            tv_panels.setdefault(f"n = {n}", {})[f"{name} ({pred})"] = group
     if tv_panels:
         report.plot_loglog(os.path.join(workdir, "parity_tv.png"), tv_panels,
                            title="TV(samples, even parity) vs steps, floor dotted")
