@@ -38,6 +38,9 @@ from diffserial.samplers import continuous, driver, grids
 
 PROCESS = VPLinear()
 MODEL = ScoreMLP(hidden=128, n_blocks=2, embed_dim=64)
+# A much smaller net for the dispatch-bound regime the Python-loop and diffrax targets describe: on a
+# CPU the width-128 forward alone costs about as much as a host dispatch per step.
+TINY_MODEL = ScoreMLP(hidden=16, n_blocks=1, embed_dim=16)
 DIM = 2
 KEY = jax.random.key(0)
 GRID = "uniform"
@@ -96,10 +99,10 @@ def relative_difference(a, b) -> float:
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def make_score_fn() -> jax.tree_util.Partial:
-    """The benchmark's score network with random weights, as a traced-params score_fn."""
-    params = jax.jit(MODEL.init)(jax.random.key(1), jnp.zeros(DIM), 0.5)["params"]
-    return score_fn_from(MODEL, params)
+def make_score_fn(model: ScoreMLP = MODEL) -> jax.tree_util.Partial:
+    """A score network with random weights, as a traced-params score_fn."""
+    params = jax.jit(model.init)(jax.random.key(1), jnp.zeros(DIM), 0.5)["params"]
+    return score_fn_from(model, params)
 
 
 def driver_call(score_fn, rule_name: str, batch: int, steps: int, block_size: int | None = None):
@@ -168,7 +171,7 @@ def python_loop_call(score_fn, rule_name: str, batch: int, steps: int):
     return run
 
 
-def python_loop_rows(score_fn, cfg: Config) -> list[Row]:
+def python_loop_rows(score_fn, cfg: Config, net: str = "mlp128x2") -> list[Row]:
     """t_python_loop / t_sample at (loop_batch, loop_steps); also how far apart the two results are."""
     rows = []
     for rule_name in ("pf_euler", "euler_maruyama"):
@@ -176,7 +179,7 @@ def python_loop_rows(score_fn, cfg: Config) -> list[Row]:
                "driver": driver_call(score_fn, rule_name, cfg.loop_batch, cfg.loop_steps)}
         t = median_times(fns, cfg.repeats)
         diff = relative_difference(fns["loop"](), fns["driver"]())
-        setting = f"{rule_name} B={cfg.loop_batch} T={cfg.loop_steps}"
+        setting = f"{rule_name} {net} B={cfg.loop_batch} T={cfg.loop_steps}"
         print(f"  {setting}: loop {1e3 * t['loop']:.1f} ms, driver {1e3 * t['driver']:.1f} ms, "
               f"relative difference {diff:.1e}")
         rows.append(Row("speed-up vs Python loop", setting, t["loop"] / t["driver"], ">=", 3.0))
@@ -231,7 +234,7 @@ def diffrax_call(score_fn, rule_name: str, batch: int, steps: int):
     return lambda: _diffrax_sample(score_fn, x1, keys, ts, rule_name=rule_name)
 
 
-def diffrax_rows(score_fn, cfg: Config) -> list[Row]:
+def diffrax_rows(score_fn, cfg: Config, net: str = "mlp128x2") -> list[Row]:
     """t_diffrax / t_sample at equal NFE; for the ODEs also how far apart the two results are."""
     rows = []
     for batch in cfg.diffrax_batches:
@@ -239,7 +242,7 @@ def diffrax_rows(score_fn, cfg: Config) -> list[Row]:
             fns = {"diffrax": diffrax_call(score_fn, rule_name, batch, cfg.diffrax_steps),
                    "driver": driver_call(score_fn, rule_name, batch, cfg.diffrax_steps)}
             t = median_times(fns, cfg.repeats)
-            setting = f"{rule_name} B={batch} T={cfg.diffrax_steps}"
+            setting = f"{rule_name} {net} B={batch} T={cfg.diffrax_steps}"
             check = ""
             if not DIFFRAX_SOLVERS[rule_name][1]:
                 check = f", relative difference {relative_difference(fns['diffrax'](), fns['driver']()):.1e}"
@@ -291,7 +294,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement")
+    parser.add_argument("--sections", default="efficiency,loop,diffrax,memory,tiny",
+                        help="comma-separated subset of efficiency, loop, diffrax, memory, tiny")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     cfg = QUICK if args.quick else Config()
     if args.repeats is not None:
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
@@ -301,10 +307,17 @@ def main() -> None:
           f"median of {cfg.repeats}")
     score_fn = make_score_fn()
     rows = []
-    for title, measure in (("efficiency", efficiency_rows), ("speed-up vs Python loop", python_loop_rows),
-                           ("throughput vs diffrax", diffrax_rows), ("memory", memory_rows)):
-        print(f"{title}:")
-        rows += measure(score_fn, cfg)
+    for name, title, measure in (("efficiency", "efficiency", efficiency_rows),
+                                 ("loop", "speed-up vs Python loop", python_loop_rows),
+                                 ("diffrax", "throughput vs diffrax", diffrax_rows), ("memory", "memory", memory_rows)):
+        if name in sections:
+            print(f"{title}:")
+            rows += measure(score_fn, cfg)
+    if "tiny" in sections:
+        tiny = make_score_fn(TINY_MODEL)
+        for title, measure in (("speed-up vs Python loop", python_loop_rows), ("throughput vs diffrax", diffrax_rows)):
+            print(f"{title} (mlp16x1):")
+            rows += measure(tiny, cfg, "mlp16x1")
     print()
     print_table(rows)
 

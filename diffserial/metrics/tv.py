@@ -77,8 +77,12 @@ def histogram(cells, n_cells: int) -> Histogram:
     cells = np.asarray(cells).ravel()
     if not np.issubdtype(cells.dtype, np.integer):
         raise ValueError(f"cells must have an integer dtype, got {cells.dtype}")
-    if cells.size and cells.min() >= 0 and cells.max() < n_cells:  # common case: no copy, no mask
-        return Histogram(counts=np.bincount(cells, minlength=n_cells), n_invalid=0)
+    try:  # common case, one pass: all indices valid (bincount rejects negatives, grows past n_cells)
+        counts = np.bincount(cells, minlength=n_cells)
+        if counts.size == n_cells:
+            return Histogram(counts=counts, n_invalid=0)
+    except ValueError:
+        pass
     valid = (cells >= 0) & (cells < n_cells)
     counts = np.bincount(cells[valid], minlength=n_cells)
     return Histogram(counts=counts, n_invalid=cells.size - int(np.count_nonzero(valid)))
