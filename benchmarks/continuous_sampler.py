@@ -1,6 +1,6 @@
 """Benchmarks of the continuous-state sampling driver with a small MLP score network.
 
-    python benchmarks/continuous_sampler.py [--quick]
+    python -m benchmarks.continuous_sampler [--quick]
 
 Every ratio is measured side by side in one process: each compared callable is called once first
 (compilation excluded), then all are timed in interleaved rounds and the median wall time of each is
@@ -22,9 +22,6 @@ import argparse
 import dataclasses
 import functools
 import os
-import statistics
-import time
-from typing import Callable
 
 import diffrax
 import jax
@@ -32,6 +29,7 @@ import jax.numpy as jnp
 import lineax
 import numpy as np
 
+from benchmarks.timing import Row, median_times, print_table
 from diffserial.models.mlp import ScoreMLP, score_fn_from
 from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import continuous, driver, grids
@@ -63,34 +61,6 @@ class Config:
 
 QUICK = Config(eff_batches=(2048,), eff_steps=(8,), loop_batch=64, loop_steps=64, diffrax_batches=(64,),
                diffrax_steps=32, repeats=2)
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One line of the final table: value compared with target by `op` ('>=' or '<=')."""
-
-    metric: str
-    setting: str
-    value: float
-    op: str
-    target: float
-
-    @property
-    def passed(self) -> bool:
-        return self.value >= self.target if self.op == ">=" else self.value <= self.target
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time (s) of each fn: one warm-up call each, then `repeats` interleaved rounds."""
-    for fn in fns.values():
-        jax.block_until_ready(fn())
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def relative_difference(a, b) -> float:
@@ -278,16 +248,6 @@ def memory_rows(score_fn, cfg: Config) -> list[Row]:
         print(f"  {setting}: {small / 2**20:.3f} MiB -> {big / 2**20:.3f} MiB")
         rows.append(Row("memory ratio", setting, big / small, "<=", 1.1))
     return rows
-
-
-def print_table(rows: list[Row]) -> None:
-    """metric | setting | measured | target | pass/fail."""
-    header = ("metric", "setting", "measured", "target", "result")
-    lines = [(r.metric, r.setting, f"{r.value:.3f}", f"{r.op} {r.target:g}", "pass" if r.passed else "FAIL")
-             for r in rows]
-    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(header))]
-    for line in [header, tuple("-" * w for w in widths)] + lines:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Benchmarks of the masked (absorbing-state) samplers with a small Transformer predictor, and of the
 histogram behind the TV metric.
 
-    python benchmarks/masked_sampler.py [--quick] [--repeats R]
+    python -m benchmarks.masked_sampler [--quick] [--repeats R]
 
 Every ratio is measured side by side in one process: each compared callable is called once first
 (compilation excluded), then all are timed in interleaved rounds and the median wall time of each is
@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import statistics
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.timing import Row, median_times, print_table
 from diffserial.metrics.tv import histogram
 from diffserial.models.transformer import MaskedTransformer, predictor_from
 from diffserial.processes.masked import Linear
@@ -65,39 +64,6 @@ class Config:
 
 
 QUICK = Config(batch=256, step_steps=4, remask_steps=4, repeats=2, hist_samples=10**6, hist_repeats=3)
-
-
-@dataclasses.dataclass(frozen=True)
-class Row:
-    """One line of the final table: value compared with target by `op` ('>=' or '<=')."""
-
-    metric: str
-    setting: str
-    value: float
-    op: str
-    target: float
-
-    @property
-    def passed(self) -> bool:
-        return self.value >= self.target if self.op == ">=" else self.value <= self.target
-
-
-def median_times(fns: dict[str, Callable[[], object]], repeats: int,
-                 warmups: dict[str, Callable[[], object]] | None = None) -> dict[str, float]:
-    """Median wall time (s) of each fn: one warm-up call each (warmups[name] if given, else fn itself),
-    then `repeats` interleaved rounds."""
-    warmups = warmups or {}
-    for name, fn in fns.items():
-        jax.block_until_ready(warmups.get(name, fn)())
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
-    for name, ts in times.items():
-        print(f"    {name}: " + ", ".join(f"{1e3 * t:.1f}" for t in ts) + " ms")
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def make_predictor(cfg: Config) -> jax.tree_util.Partial:
@@ -145,7 +111,7 @@ def _timed_samplers(predictor, cfg: Config, names: tuple[str, ...], steps: int, 
         jax.block_until_ready(fn())
     print(f"    compile + 1-step warm-up of {len(names)} samplers: {time.perf_counter() - start:.1f} s")
     cache = driver._run._cache_size()
-    t = median_times(fns, cfg.repeats, warmups={n: lambda: None for n in names})  # samplers: warmed above
+    t = median_times(fns, cfg.repeats, verbose=True, warmups={n: lambda: None for n in names})  # samplers: warmed above
     if driver._run._cache_size() != cache:
         raise RuntimeError("a timed sampling call compiled a new program: the warm-up did not match")
     return t
@@ -198,28 +164,21 @@ def histogram_rows(cfg: Config) -> list[Row]:
     hist, counts = fns["tv.histogram"](), fns["np.bincount"]()
     if not (np.array_equal(hist.counts, counts) and hist.n_invalid == 0):
         raise RuntimeError("histogram and np.bincount disagree")
-    t = median_times(fns, cfg.hist_repeats)
+    t = median_times(fns, cfg.hist_repeats, verbose=True)
     setting = f"N={cfg.hist_samples:.0e} int64, K=2^{int(np.log2(cfg.hist_cells))}"
     print(f"  {setting}: np.bincount {1e3 * t['np.bincount']:.1f} ms, histogram {1e3 * t['tv.histogram']:.1f} ms "
           f"({cfg.hist_samples / t['tv.histogram'] / 1e6:.0f} M samples/s)")
     return [Row("histogram throughput vs bincount", setting, t["np.bincount"] / t["tv.histogram"], ">=", 1.0)]
 
 
-def print_table(rows: list[Row]) -> None:
-    """metric | setting | measured | target | pass/fail."""
-    header = ("metric", "setting", "measured", "target", "result")
-    lines = [(r.metric, r.setting, f"{r.value:.3f}", f"{r.op} {r.target:g}", "pass" if r.passed else "FAIL")
-             for r in rows]
-    widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(header))]
-    for line in [header, tuple("-" * w for w in widths)] + lines:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
     parser.add_argument("--repeats", type=int, default=None, help="timed rounds per sampler measurement")
+    parser.add_argument("--sections", default="step,remask,histogram",
+                        help="comma-separated subset of step, remask, histogram")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     cfg = QUICK if args.quick else Config()
     if args.repeats is not None:
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
@@ -232,11 +191,12 @@ def main() -> None:
     start = time.perf_counter()
     predictor = make_predictor(cfg)
     rows = []
-    for title, measure in (("per-step cost vs forward", lambda: step_cost_rows(predictor, cfg)),
-                           ("remasking vs ancestral", lambda: remask_rows(predictor, cfg)),
-                           ("histogram", lambda: histogram_rows(cfg))):
-        print(f"{title}:")
-        rows += measure()
+    for name, title, measure in (("step", "per-step cost vs forward", lambda: step_cost_rows(predictor, cfg)),
+                                 ("remask", "remasking vs ancestral", lambda: remask_rows(predictor, cfg)),
+                                 ("histogram", "histogram", lambda: histogram_rows(cfg))):
+        if name in sections:
+            print(f"{title}:")
+            rows += measure()
     print(f"total {time.perf_counter() - start:.0f} s; load average {os.getloadavg()[0]:.2f}")
     print()
     print_table(rows)
