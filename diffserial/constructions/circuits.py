@@ -227,6 +227,12 @@ def evaluate_jax(circuit: LayeredCircuit, inputs: Array) -> Array:
     return layer_values(circuit, inputs)[-1]
 
 
+def _confident(predictor, x: Array, t, threshold: float) -> tuple[Array, Array]:
+    """(logits, reveal): the masked positions whose confidence max_v p_i(v | x) is >= threshold."""
+    logits = predictor(x, t)
+    return logits, (x == MASK) & (confidence(logits) >= threshold)
+
+
 @static_dataclass
 class ConfidentUnmask:
     """Reveal every masked position whose predicted confidence max_v p_i(v | x) is >= threshold, with a
@@ -239,8 +245,7 @@ class ConfidentUnmask:
 
     def step(self, schedule, predictor, x, state, t, s, key):
         del schedule, s
-        logits = predictor(x, t)
-        reveal = (x == MASK) & (confidence(logits) >= self.threshold)
+        logits, reveal = _confident(predictor, x, t, self.threshold)
         return jnp.where(reveal, sample_tokens(key, logits), x).astype(jnp.int32), state + 1
 
 
@@ -260,8 +265,7 @@ class PingPongRemask:
 
     def step(self, schedule, predictor, x, state, t, s, key):
         del schedule, s
-        logits = predictor(x, t)
-        reveal = (x == MASK) & (confidence(logits) >= self.threshold)
+        logits, reveal = _confident(predictor, x, t, self.threshold)
         reveal = reveal.at[: self.n_prompt].set(False)
         receives = jnp.any(reveal[self.n_prompt:].reshape(2, self.buffer_len), axis=1)
         remask_half = receives[::-1]  # a half is erased when its partner is written
