@@ -10,12 +10,13 @@ uses fold_in(fold_in(key_i, 1), k). Everything a seed does depends on (key, i) a
 size, chunking or device count. Only the final state is kept; `snapshot_steps` asks for copies after
 chosen steps, held in a fixed buffer (memory independent of T).
 
-Layout: the scan runs over steps; each step visits the seeds in blocks of `block_size` (`lax.map`),
-each block vmapped (`_blockwise`). Seed i always sits at position i mod block_size of a block of the same shape, so its
-bits do not depend on n. `shard_map` gives each device of a 1-D mesh the same per-device program over
-its own blocks, and a single device is a 1-device mesh, so both compile the same way.
+Layout: the scan runs over steps; each step visits the seeds in blocks of `block_size` (a `fori_loop`
+over blocks, each block vmapped: `_blockwise`). Seed i always sits at position i mod block_size of a
+block of the same shape, so its bits do not depend on n. `shard_map` gives each device of a 1-D mesh
+the same per-device program over its own blocks, and a single device is a 1-device mesh, so both
+compile the same way.
 
-Compilation: once per (process, rule, shape, padded grid length, snapshot steps, block size, mesh,
+Compilation: once per (dynamics, rule, shape, padded grid length, snapshot steps, block size, mesh,
 callable structure). `fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over
 arrays (an exact oracle's parameters, a network's weights) is traced, so new parameter values reuse the
 program; a plain function is wrapped in a `Partial` and cached by identity. With `pad_to`, grids of any
@@ -72,12 +73,12 @@ def _blockwise(fn, n_blocks, *trees):
     return jax.lax.fori_loop(0, n_blocks, body, out)
 
 
-@functools.partial(jax.jit, static_argnames=("process", "rule", "snapshot_steps", "block_size", "mesh"))
-def _run(fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, process, rule, snapshot_steps, block_size, mesh):
+@functools.partial(jax.jit, static_argnames=("dynamics", "rule", "snapshot_steps", "block_size", "mesh"))
+def _run(fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, dynamics, rule, snapshot_steps, block_size, mesh):
     """Seeds (n,) -> (final (n, ...), snapshots (n, n_snap, ...)); n a multiple of block_size x mesh size."""
 
     def step_one(x, state, step_key, k, t, s):
-        return rule.step(process, fn, x, state, t, s, jax.random.fold_in(step_key, k))
+        return rule.step(dynamics, fn, x, state, t, s, jax.random.fold_in(step_key, k))
 
     def local(fn, init_fn, ts, n_steps, n_blocks, key, seeds):
         seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, seeds).reshape(-1, block_size)
@@ -191,7 +192,7 @@ def run_chain(
     seeds, n_blocks, unpad = _seed_layout(n_seeds, block_size, mesh.size)
     seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
     x, snaps = _run(fn, init_fn, padded, jnp.int32(steps), jnp.int32(n_blocks), key, seeds,
-                    process=dynamics, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
+                    dynamics=dynamics, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
                     mesh=mesh)
     return unpad(x), unpad(snaps)
 
