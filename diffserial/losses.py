@@ -1,0 +1,243 @@
+"""Training losses: denoising score matching (Gaussian SDEs) and the masked-diffusion NELBO.
+
+Both losses take a model as `apply_fn(params, x, t)` evaluated on a whole batch, e.g.
+`lambda p, x, t: model.apply({"params": p}, x, t)` for `ScoreMLP` (x (B, d), t (B,) -> (B, d)) or
+`MaskedTransformer` (tokens (B, L), t (B,) -> logits (B, L, V)). They are pure functions of
+(apply_fn, params, process/schedule, data, key), differentiable in `params` and usable under `jax.jit`
+with the non-array arguments static. Each returns `(loss, aux)`: a scalar and a dict of per-example
+diagnostics.
+
+Denoising score matching (Vincent 2011; Song et al. 2021, "Score-Based Generative Modeling through
+SDEs", eq. 7). For x_t = m_t x_0 + s_t z, z ~ N(0, I), the conditional score is
+grad log q(x_t | x_0) = -z / s_t, and
+
+    L_DSM = E_{t ~ U(t_min, 1)} E_{x_0} E_z [ lambda(t) || score_theta(x_t, t) + z / s_t ||^2 ],
+
+summed over dimensions and averaged over the batch (score_sde's `reduce_mean=False`). Sampling rule
+(documented so that tests can reproduce it): `key_t, key_z = jax.random.split(key)`,
+`t = t_min + (1 - t_min) * jax.random.uniform(key_t, (B,))`, `z = jax.random.normal(key_z, x0.shape)`.
+
+The weighting lambda(t) is always defined in *score space*, for both parameterizations:
+  "sigma2"     lambda = s_t^2   (score_sde's default; Ho et al. 2020's "simple" loss for eps-models),
+  "likelihood" lambda = g(t)^2  (Song et al. 2021b, "Maximum Likelihood Training of Score-Based
+                                 Diffusion Models": the weighted loss bounds the NLL up to constants),
+  "uniform"    lambda = 1.
+With parameterization "score" the network output is score_theta. With "eps" the network predicts the
+noise z and score_theta = -eps_theta / s_t (`eps_to_score`), so the per-example loss is
+
+    lambda(t) || -eps_theta / s_t + z / s_t ||^2 = (lambda(t) / s_t^2) || eps_theta - z ||^2,
+
+which for "sigma2" is exactly || eps_theta(x_t, t) - z ||^2.
+
+Masked diffusion NELBO (Shi et al. 2024, MD4, eq. 5/10; Sahoo et al. 2024, MDLM, eq. 11): with
+w(t) = alpha'_t / (1 - alpha_t) <= 0 (`processes.masked.nelbo_weight`),
+
+    L = E_{t ~ U(t_min, 1)} w(t) E_{x_t ~ q(. | x_0)} [ sum_{i: x_t^i = MASK, i not prompt} log p_theta(x_0^i | x_t) ]
+
+(>= 0, an upper bound on -log p(x_0 | prompt) for t_min -> 0), estimated per sequence with one t and one
+x_t and averaged over the batch. Times are antithetic / low-discrepancy as in VDM (Kingma et al. 2021)
+and MD4: `key_t, key_m = jax.random.split(key)`, u = jax.random.uniform(key_t, ()),
+t_i = t_min + (1 - t_min) * ((u + i / B) mod 1), so exactly one t_i falls in each bin of width
+(1 - t_min) / B; with antithetic=False, t = t_min + (1 - t_min) * jax.random.uniform(key_t, (B,)).
+Masks: x_t^(i) = corrupt(jax.random.split(key_m, B)[i], x0^(i), t_i, schedule, mask_id, prompt_mask^(i)).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffserial.processes.gaussian import LinearGaussianSDE
+from diffserial.processes.masked import MaskingSchedule, corrupt, nelbo_weight
+
+Array = jax.Array
+ApplyFn = Callable[[Any, Array, Array], Array]
+
+PARAMETERIZATIONS = ("eps", "score")
+WEIGHTINGS = ("likelihood", "uniform", "sigma2")
+
+
+def _check_t_min(t_min) -> float:
+    if isinstance(t_min, bool) or not isinstance(t_min, (int, float, np.floating)) or not (0.0 < float(t_min) < 1.0):
+        raise ValueError(f"t_min must be a real number in (0, 1); got {t_min!r}")
+    return float(t_min)
+
+
+def _per_example(v: Array, batch_ndim: int) -> Array:
+    """Broadcastable view of a (B,) (or scalar) array against an array of ndim `batch_ndim`."""
+    v = jnp.asarray(v)
+    return v.reshape(v.shape + (1,) * (batch_ndim - v.ndim))
+
+
+# --------------------------------------------------------------------------------------------------
+# Gaussian: denoising score matching
+# --------------------------------------------------------------------------------------------------
+def eps_to_score(eps_pred: Array, process: LinearGaussianSDE, t: Array) -> Array:
+    """score = -eps / s_t, with t scalar or (B,) (broadcast over eps_pred's trailing axes)."""
+    eps_pred = jnp.asarray(eps_pred)
+    _, s = process.marginal(jnp.asarray(t, jnp.float32))
+    return -eps_pred / _per_example(s, eps_pred.ndim)
+
+
+def _eps_score(eps_fn, process, x, t):
+    return eps_to_score(eps_fn(x, t), process, t)
+
+
+def score_fn_from_eps(eps_fn: Callable[[Array, Array], Array], process: LinearGaussianSDE) -> jax.tree_util.Partial:
+    """(x, t) -> -eps_fn(x, t) / s_t as a `Partial` (pass e.g. `models.mlp.score_fn_from(model, params)`
+    of an eps-trained model; its leaves stay traced, so the sampling driver does not recompile)."""
+    return jax.tree_util.Partial(_eps_score, eps_fn, process)
+
+
+def dsm_loss(
+    apply_fn: ApplyFn,
+    params: Any,
+    process: LinearGaussianSDE,
+    x0_batch: Array,
+    key: Array,
+    *,
+    parameterization: str = "eps",
+    weighting: str = "sigma2",
+    t_min: float = 1e-3,
+) -> tuple[Array, dict]:
+    """Denoising score matching loss (see the module docstring for the equations and sampling rule).
+
+    apply_fn(params, x_t (B, ...), t (B,)) -> (B, ...): the noise eps (parameterization "eps") or the
+    score (parameterization "score"). weighting: "sigma2" (default; with "eps" the loss is
+    ||eps_theta - z||^2), "likelihood" (g(t)^2) or "uniform" (1), always in score space.
+    Per-example loss summed over dimensions, then averaged over the batch.
+
+    Returns (loss, aux) with aux = {"per_example": (B,), "t": (B,)}.
+    """
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    t_min = _check_t_min(t_min)
+    if not isinstance(process, LinearGaussianSDE):
+        raise ValueError(f"process must be a LinearGaussianSDE; got {process!r}")
+    x0 = jnp.asarray(x0_batch)
+    if x0.ndim < 2 or not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ValueError(f"x0_batch must be a floating array of shape (B, ...); got {x0.dtype} {x0.shape}")
+
+    batch = x0.shape[0]
+    key_t, key_z = jax.random.split(key)
+    t = t_min + (1.0 - t_min) * jax.random.uniform(key_t, (batch,))
+    z = jax.random.normal(key_z, x0.shape, x0.dtype)
+    m, s = process.marginal(t)
+    x_t = _per_example(m, x0.ndim) * x0 + _per_example(s, x0.ndim) * z
+    out = apply_fn(params, x_t, t)
+    if out.shape != x0.shape:
+        raise ValueError(f"apply_fn output shape {out.shape} must equal x0_batch's shape {x0.shape}")
+
+    axes = tuple(range(1, x0.ndim))
+    if weighting == "sigma2":
+        lam = s**2
+    elif weighting == "likelihood":
+        lam = process.diffusion(t) ** 2
+    else:
+        lam = jnp.ones_like(t)
+
+    if parameterization == "eps":
+        # lambda || (z - eps) / s ||^2 = (lambda / s^2) || eps - z ||^2
+        coeff = jnp.ones_like(t) if weighting == "sigma2" else lam / s**2
+        per_example = coeff * jnp.sum((out - z) ** 2, axis=axes)
+    else:
+        target = -z / _per_example(s, x0.ndim)
+        per_example = lam * jnp.sum((out - target) ** 2, axis=axes)
+    return jnp.mean(per_example), {"per_example": per_example, "t": t}
+
+
+# --------------------------------------------------------------------------------------------------
+# Masked diffusion: continuous-time NELBO
+# --------------------------------------------------------------------------------------------------
+def antithetic_times(key: Array, batch: int, t_min: float) -> Array:
+    """t_i = t_min + (1 - t_min) ((u + i / B) mod 1), u ~ U[0, 1) from `key`: one time per stratum."""
+    u = jax.random.uniform(key, ())
+    return t_min + (1.0 - t_min) * jnp.mod(u + jnp.arange(batch) / batch, 1.0)
+
+
+def masked_nelbo(
+    apply_fn: ApplyFn,
+    params: Any,
+    schedule: MaskingSchedule,
+    x0_batch: Array,
+    key: Array,
+    *,
+    mask_id: int,
+    prompt_mask: Array | None = None,
+    antithetic: bool = True,
+    t_min: float = 1e-4,
+) -> tuple[Array, dict]:
+    """MD4 / MDLM continuous-time NELBO, one (t, x_t) draw per sequence (see the module docstring).
+
+    apply_fn(params, x_t (B, L) int32 with MASK = mask_id, t (B,)) -> logits (B, L, V), V = mask_id
+    (log-softmax is taken here). x0_batch: (B, L) integer tokens in [0, mask_id). prompt_mask: optional
+    bool (L,) or (B, L); prompt positions are never masked and never scored.
+
+        loss_i = w(t_i) sum_{j masked, not prompt} log p_theta(x0_ij | x_t^(i)) >= 0,   loss = mean_i loss_i.
+
+    Returns (loss, aux) with aux = {"per_example": (B,), "t": (B,), "x_t": (B, L), "n_masked": (B,),
+    "per_token": sum_i loss_i / (number of non-prompt positions in the batch)} -- the last is the
+    NELBO in nats per scored token (MDLM's reported normalisation).
+    """
+    t_min = _check_t_min(t_min)
+    if isinstance(mask_id, bool) or not isinstance(mask_id, (int, np.integer)) or mask_id < 1:
+        raise ValueError(f"mask_id must be an integer >= 1 (the vocabulary size V); got {mask_id!r}")
+    x0 = jnp.asarray(x0_batch)
+    if x0.ndim != 2 or not jnp.issubdtype(x0.dtype, jnp.integer):
+        raise ValueError(f"x0_batch must be an integer array of shape (B, L); got {x0.dtype} {x0.shape}")
+    if not isinstance(x0, jax.core.Tracer):
+        x0_np = np.asarray(x0)
+        if x0_np.size and (x0_np.min() < 0 or x0_np.max() >= mask_id):
+            raise ValueError(f"x0 tokens must lie in [0, mask_id) = [0, {mask_id})")
+    batch, length = x0.shape
+    if prompt_mask is None:
+        prompt = jnp.zeros((batch, length), bool)
+    else:
+        prompt = jnp.asarray(prompt_mask)
+        if prompt.dtype != jnp.bool_:
+            raise ValueError(f"prompt_mask must be a bool array; got dtype {prompt.dtype}")
+        if prompt.shape not in ((length,), (batch, length)):
+            raise ValueError(f"prompt_mask must have shape (L,) or (B, L) = {(batch, length)}; got {prompt.shape}")
+        prompt = jnp.broadcast_to(prompt, (batch, length))
+
+    key_t, key_m = jax.random.split(key)
+    if antithetic:
+        t = antithetic_times(key_t, batch, t_min)
+    else:
+        t = t_min + (1.0 - t_min) * jax.random.uniform(key_t, (batch,))
+    keys = jax.random.split(key_m, batch)
+    x_t = jax.vmap(lambda k, x, ti, p: corrupt(k, x, ti, schedule, mask_id, p))(keys, x0, t, prompt)
+
+    logits = apply_fn(params, x_t, t)
+    if logits.shape != (batch, length, mask_id):
+        raise ValueError(f"apply_fn must return logits of shape {(batch, length, mask_id)}; got {logits.shape}")
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logp_x0 = jnp.take_along_axis(logp, x0[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    scored = (x_t == mask_id) & ~prompt
+    sum_logp = jnp.sum(jnp.where(scored, logp_x0, 0.0), axis=-1)
+    per_example = nelbo_weight(schedule, t) * sum_logp
+    n_tokens = jnp.sum(~prompt)
+    aux = {
+        "per_example": per_example,
+        "t": t,
+        "x_t": x_t,
+        "n_masked": jnp.sum(scored, axis=-1),
+        "per_token": jnp.sum(per_example) / jnp.maximum(n_tokens, 1),
+    }
+    return jnp.mean(per_example), aux
+
+
+__all__ = [
+    "PARAMETERIZATIONS",
+    "WEIGHTINGS",
+    "antithetic_times",
+    "dsm_loss",
+    "eps_to_score",
+    "masked_nelbo",
+    "score_fn_from_eps",
+]
