@@ -1,0 +1,30 @@
+"""Training utilities: the optimizer (AdamW + warmup/cosine schedule + clipping), parameter EMA, one
+per-device data-parallel train step with `shard_map` and `pmap` wrappers (`training.step`), and orbax
+checkpointing with async saves and restore onto any sharding (`training.checkpoint`)."""
+
+from diffserial.training.optimizer import OptimizerConfig, ema_update, make_optimizer, make_schedule
+from diffserial.training.step import (
+    TrainState,
+    dsm_batch_loss,
+    make_pmap_step,
+    make_shard_map_step,
+    raise_if_nonfinite,
+    replicate,
+    train_step,
+    unreplicate,
+)
+
+__all__ = [
+    "OptimizerConfig",
+    "TrainState",
+    "dsm_batch_loss",
+    "ema_update",
+    "make_optimizer",
+    "make_pmap_step",
+    "make_schedule",
+    "make_shard_map_step",
+    "raise_if_nonfinite",
+    "replicate",
+    "train_step",
+    "unreplicate",
+]
