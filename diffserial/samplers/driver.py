@@ -186,15 +186,15 @@ def run_chain(
     mesh = mesh if mesh is not None else seed_mesh(jax.devices()[:1])
     if len(mesh.axis_names) != 1:
         raise ValueError(f"mesh must be 1-D, got axes {mesh.axis_names}")
+    ts = np.asarray(ts, np.float32)
     steps = len(ts) - 1
-    padded = jnp.concatenate([jnp.asarray(ts, jnp.float32),
-                              jnp.full(((pad_to or steps) - steps,), ts[-1], jnp.float32)])
-    seeds, n_blocks, unpad = _seed_layout(n_seeds, block_size, mesh.size)
+    padded = np.concatenate([ts, np.full(((pad_to or steps) - steps,), ts[-1], np.float32)])
+    seeds, n_blocks, held = _seed_layout(n_seeds, block_size, mesh.size)
     seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
-    x, snaps = _run(fn, init_fn, padded, jnp.int32(steps), jnp.int32(n_blocks), key, seeds,
-                    dynamics=dynamics, rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size),
-                    mesh=mesh)
-    return unpad(x), unpad(snaps)
+    outputs = _run(fn, init_fn, padded, np.int32(steps), np.int32(n_blocks), key, seeds, dynamics=dynamics,
+                   rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size), mesh=mesh)
+    return _unpad(outputs, n_seeds=int(n_seeds), n_devices=mesh.size, held=held, per_device=n_blocks,
+                  block_size=int(block_size))
 
 
 def sample_with_snapshots(
@@ -239,9 +239,10 @@ def sample_with_snapshots(
                      mesh=mesh, block_size=block_size, pad_to=pad_to)
 
 
-def _seed_layout(n_seeds: int, block_size: int, n_devices: int):
+@functools.lru_cache(maxsize=64)
+def _seed_layout(n_seeds: int, block_size: int, n_devices: int) -> tuple[np.ndarray, int, int]:
     """Seed indices laid out as (device, block, lane), the number of blocks each device computes, and
-    the function mapping outputs back to seed order 0..n_seeds-1.
+    the number it holds.
 
     Every device holds at least two blocks, the second one possibly unused: XLA specialises arrays
     with a dimension of size 1 (and would then round differently from a run with more blocks).
@@ -250,12 +251,19 @@ def _seed_layout(n_seeds: int, block_size: int, n_devices: int):
     held = max(per_device, 2)
     base = (np.arange(n_devices)[:, None] * per_device + np.arange(held)[None, :]) * block_size
     seeds = (base[:, :, None] + np.arange(block_size)).astype(np.uint32)  # blocks >= per_device: unused
+    seeds.setflags(write=False)
+    return seeds.reshape(-1), per_device, held
 
-    def unpad(a):
+
+@functools.partial(jax.jit, static_argnames=("n_seeds", "n_devices", "held", "per_device", "block_size"))
+def _unpad(outputs, *, n_seeds, n_devices, held, per_device, block_size):
+    """Map (device, block, lane)-ordered outputs back to seeds 0..n_seeds-1 (one dispatch for all)."""
+
+    def one(a):
         a = a.reshape((n_devices, held, block_size) + a.shape[1:])[:, :per_device]
         return a.reshape((n_devices * per_device * block_size,) + a.shape[3:])[:n_seeds]
 
-    return jnp.asarray(seeds.reshape(-1)), per_device, unpad
+    return jax.tree.map(one, outputs)
 
 
 def sample(score_fn, process, rule, ts, *, key, n_seeds, shape, init_fn=None, mesh=None,
