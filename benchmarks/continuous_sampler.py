@@ -18,7 +18,6 @@ benchmark's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import os
@@ -29,7 +28,7 @@ import jax.numpy as jnp
 import lineax
 import numpy as np
 
-from benchmarks.timing import Row, median_times, print_table
+from benchmarks.timing import Row, median_times, parse_cli, print_table
 from diffserial.models.mlp import ScoreMLP, score_fn_from
 from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import continuous, driver, grids
@@ -251,16 +250,8 @@ def memory_rows(score_fn, cfg: Config) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement")
-    parser.add_argument("--sections", default="efficiency,loop,diffrax,memory,tiny",
-                        help="comma-separated subset of efficiency, loop, diffrax, memory, tiny")
-    args = parser.parse_args()
-    sections = set(args.sections.split(","))
-    cfg = QUICK if args.quick else Config()
-    if args.repeats is not None:
-        cfg = dataclasses.replace(cfg, repeats=args.repeats)
+    args, cfg, sections = parse_cli(__doc__.splitlines()[0], ("efficiency", "loop", "diffrax", "memory", "tiny"),
+                                    Config(), QUICK)
     device = jax.devices()[0]
     print(f"jax {jax.__version__}, diffrax {diffrax.__version__}; device {device.platform}:{device.device_kind} "
           f"(x{jax.device_count()}); CPUs {os.cpu_count()}; {'QUICK' if args.quick else 'full'} run, "

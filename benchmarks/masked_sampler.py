@@ -24,7 +24,6 @@ under a minute; its numbers are not the benchmark's.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
@@ -33,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import Row, median_times, print_table
+from benchmarks.timing import Row, median_times, parse_cli, print_table
 from diffserial.metrics.tv import histogram
 from diffserial.models.transformer import MaskedTransformer, predictor_from
 from diffserial.processes.masked import Linear
@@ -172,16 +171,8 @@ def histogram_rows(cfg: Config) -> list[Row]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
-    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per sampler measurement")
-    parser.add_argument("--sections", default="step,remask,histogram",
-                        help="comma-separated subset of step, remask, histogram")
-    args = parser.parse_args()
-    sections = set(args.sections.split(","))
-    cfg = QUICK if args.quick else Config()
-    if args.repeats is not None:
-        cfg = dataclasses.replace(cfg, repeats=args.repeats)
+    args, cfg, sections = parse_cli(__doc__.splitlines()[0], ("step", "remask", "histogram"),
+                                    Config(), QUICK)
     device = jax.devices()[0]
     print(f"jax {jax.__version__}; device {device.platform}:{device.device_kind} (x{jax.device_count()}); "
           f"CPUs {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}; {'QUICK' if args.quick else 'full'} run")

@@ -52,3 +52,24 @@ def print_table(rows: list[Row]) -> None:
     widths = [max(len(line[i]) for line in [header] + lines) for i in range(len(header))]
     for line in [header, tuple("-" * w for w in widths)] + lines:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+def parse_cli(description: str, sections: tuple[str, ...], full, quick):
+    """(args, config, chosen sections) from --quick, --repeats R and --sections a,b (default: all).
+
+    `full` and `quick` are frozen dataclasses with a `repeats` field; --repeats overrides it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that the script runs")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement")
+    parser.add_argument("--sections", default=",".join(sections),
+                        help=f"comma-separated subset of {', '.join(sections)}")
+    args = parser.parse_args()
+    chosen = set(args.sections.split(","))
+    if not chosen <= set(sections):
+        parser.error(f"unknown sections {sorted(chosen - set(sections))}; valid: {', '.join(sections)}")
+    config = quick if args.quick else full
+    if args.repeats is not None:
+        config = dataclasses.replace(config, repeats=args.repeats)
+    return args, config, chosen
