@@ -38,8 +38,11 @@ w(t) = alpha'_t / (1 - alpha_t) <= 0 (`processes.masked.nelbo_weight`),
 x_t and averaged over the batch. Times are antithetic / low-discrepancy as in VDM (Kingma et al. 2021)
 and MD4: `key_t, key_m = jax.random.split(key)`, u = jax.random.uniform(key_t, ()),
 t_i = t_min + (1 - t_min) * ((u + i / B) mod 1), so exactly one t_i falls in each bin of width
-(1 - t_min) / B; with antithetic=False, t = t_min + (1 - t_min) * jax.random.uniform(key_t, (B,)).
-Masks: x_t^(i) = corrupt(jax.random.split(key_m, B)[i], x0^(i), t_i, schedule, mask_id, prompt_mask^(i)).
+(1 - t_min) / B; with antithetic=False, t_i = t_min + (1 - t_min) * jax.random.uniform(fold_in(key_t, i), ()).
+Masks: x_t^(i) = corrupt(fold_in(key_m, i), x0^(i), t_i, schedule, mask_id, prompt_mask^(i)).
+Here i is the example's index in the GLOBAL batch and B the global batch size (by default the local
+batch is the whole batch: i = 0..B-1); passing `index` and `global_batch` makes each example's draw
+independent of how a data-parallel step splits the batch over devices.
 """
 
 from __future__ import annotations
@@ -154,10 +157,11 @@ def dsm_loss(
 # --------------------------------------------------------------------------------------------------
 # Masked diffusion: continuous-time NELBO
 # --------------------------------------------------------------------------------------------------
-def antithetic_times(key: Array, batch: int, t_min: float) -> Array:
-    """t_i = t_min + (1 - t_min) ((u + i / B) mod 1), u ~ U[0, 1) from `key`: one time per stratum."""
+def antithetic_times(key: Array, index: Array, global_batch: int, t_min: float) -> Array:
+    """t_i = t_min + (1 - t_min) ((u + index_i / global_batch) mod 1), u ~ U[0, 1) from `key`: over the
+    global batch index = 0..global_batch-1, exactly one time falls in each stratum."""
     u = jax.random.uniform(key, ())
-    return t_min + (1.0 - t_min) * jnp.mod(u + jnp.arange(batch) / batch, 1.0)
+    return t_min + (1.0 - t_min) * jnp.mod(u + jnp.asarray(index) / global_batch, 1.0)
 
 
 def masked_nelbo(
@@ -171,12 +175,16 @@ def masked_nelbo(
     prompt_mask: Array | None = None,
     antithetic: bool = True,
     t_min: float = 1e-4,
+    index: Array | None = None,
+    global_batch: int | None = None,
 ) -> tuple[Array, dict]:
     """MD4 / MDLM continuous-time NELBO, one (t, x_t) draw per sequence (see the module docstring).
 
     apply_fn(params, x_t (B, L) int32 with MASK = mask_id, t (B,)) -> logits (B, L, V), V = mask_id
     (log-softmax is taken here). x0_batch: (B, L) integer tokens in [0, mask_id). prompt_mask: optional
-    bool (L,) or (B, L); prompt positions are never masked and never scored.
+    bool (L,) or (B, L); prompt positions are never masked and never scored. index: (B,) global example
+    indices (default arange(B)) and global_batch: the global batch size (default B), see the module
+    docstring: example i's (t_i, x_t^(i)) depend only on (key, index[i], global_batch).
 
         loss_i = w(t_i) sum_{j masked, not prompt} log p_theta(x0_ij | x_t^(i)) >= 0,   loss = mean_i loss_i.
 
@@ -205,12 +213,19 @@ def masked_nelbo(
             raise ValueError(f"prompt_mask must have shape (L,) or (B, L) = {(batch, length)}; got {prompt.shape}")
         prompt = jnp.broadcast_to(prompt, (batch, length))
 
+    index = jnp.arange(batch) if index is None else jnp.asarray(index)
+    if index.shape != (batch,) or not jnp.issubdtype(index.dtype, jnp.integer):
+        raise ValueError(f"index must be an integer array of shape ({batch},); got {index.dtype} {index.shape}")
+    global_batch = batch if global_batch is None else global_batch
+    if isinstance(global_batch, bool) or not isinstance(global_batch, (int, np.integer)) or global_batch < batch:
+        raise ValueError(f"global_batch must be an integer >= the local batch {batch}; got {global_batch!r}")
+
     key_t, key_m = jax.random.split(key)
     if antithetic:
-        t = antithetic_times(key_t, batch, t_min)
+        t = antithetic_times(key_t, index, global_batch, t_min)
     else:
-        t = t_min + (1.0 - t_min) * jax.random.uniform(key_t, (batch,))
-    keys = jax.random.split(key_m, batch)
+        t = t_min + (1.0 - t_min) * jax.vmap(lambda i: jax.random.uniform(jax.random.fold_in(key_t, i), ()))(index)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key_m, index)
     x_t = jax.vmap(lambda k, x, ti, p: corrupt(k, x, ti, schedule, mask_id, p))(keys, x0, t, prompt)
 
     logits = apply_fn(params, x_t, t)

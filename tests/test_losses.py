@@ -164,8 +164,9 @@ def np_nelbo(schedule, key, prompt=None, t_min=1e-4, antithetic=True):
         u = float(jax.random.uniform(key_t, ()))
         t = t_min + (1 - t_min) * np.mod(u + np.arange(B) / B, 1.0)
     else:
-        t = t_min + (1 - t_min) * np.asarray(jax.random.uniform(key_t, (B,)), np.float64)
-    keys = jax.random.split(key_m, B)
+        t = t_min + (1 - t_min) * np.array([float(jax.random.uniform(jax.random.fold_in(key_t, i), ()))
+                                            for i in range(B)])
+    keys = [jax.random.fold_in(key_m, i) for i in range(B)]
     unif = np.stack([np.asarray(jax.random.uniform(k, (L,)), np.float64) for k in keys])
     if isinstance(schedule, Linear):
         alpha, w = 1 - t, -1.0 / t
@@ -214,7 +215,7 @@ def test_antithetic_times_are_stratified():
     t_min = 1e-4
     for seed in range(5):
         for batch in (1, 4, 7, 16):
-            t = np.asarray(antithetic_times(jax.random.PRNGKey(seed), batch, t_min), np.float64)
+            t = np.asarray(antithetic_times(jax.random.PRNGKey(seed), np.arange(batch), batch, t_min), np.float64)
             assert np.all(t >= t_min) and np.all(t <= 1.0)
             bins = np.floor((t - t_min) / (1 - t_min) * batch + 1e-6).astype(int) % batch
             assert sorted(bins.tolist()) == list(range(batch))
@@ -249,3 +250,23 @@ def test_masked_nelbo_bad_inputs():
         masked_nelbo(*args[:3], x0_tokens() + V, args[4], mask_id=V)
     with pytest.raises(ValueError, match="logits"):
         masked_nelbo(table_apply, table_params(), Linear(), x0_tokens(), jax.random.PRNGKey(0), mask_id=V + 1)
+
+
+@pytest.mark.parametrize("antithetic", [True, False])
+def test_masked_nelbo_split_batch_matches_whole(antithetic):
+    """Halves of a batch with their global indices draw the same (t, x_t) as the whole batch."""
+    key = jax.random.PRNGKey(3)
+    kw = dict(mask_id=V, antithetic=antithetic)
+    _, whole = masked_nelbo(table_apply, table_params(), Cosine(), x0_tokens(), key, **kw)
+    h = B // 2
+    for rows in (slice(0, h), slice(h, B)):
+        _, part = masked_nelbo(table_apply, table_params(), Cosine(), x0_tokens()[rows], key,
+                               index=jnp.arange(B)[rows], global_batch=B, **kw)
+        np.testing.assert_array_equal(np.asarray(part["t"]), np.asarray(whole["t"])[rows])
+        np.testing.assert_array_equal(np.asarray(part["x_t"]), np.asarray(whole["x_t"])[rows])
+        np.testing.assert_allclose(np.asarray(part["per_example"]), np.asarray(whole["per_example"])[rows],
+                                   rtol=1e-6)
+    with pytest.raises(ValueError, match="global_batch"):
+        masked_nelbo(table_apply, table_params(), Cosine(), x0_tokens(), key, mask_id=V, global_batch=B - 1)
+    with pytest.raises(ValueError, match="index"):
+        masked_nelbo(table_apply, table_params(), Cosine(), x0_tokens(), key, mask_id=V, index=jnp.arange(B + 1))
