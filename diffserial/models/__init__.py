@@ -4,4 +4,8 @@
     mlp.score_fn_from            (model, params) -> score_fn for `diffserial.samplers.driver`, params traced
     transformer.MaskedTransformer  bidirectional pre-LN Transformer predicting tokens at every position
     transformer.predictor_from   (model, params) -> predictor for `diffserial.samplers.masked`, params traced
+    looped.LoopedTransformer     one weight-tied encoder block applied `loops` times (serial depth a knob,
+                                 parameters fixed), optional input injection; MaskedTransformer's interface
+    recurrent.RecurrentPredictor stacked bidirectional GRU (flax nn.RNN + nn.GRUCell): serial depth grows with L;
+                                 MaskedTransformer's interface
 """

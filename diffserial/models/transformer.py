@@ -73,6 +73,44 @@ class EncoderBlock(nn.Module):
         return h + nn.Dense(width)(nn.gelu(u))
 
 
+def check_tokens(module: nn.Module, x: Array, max_len: int | None) -> None:
+    """ValueError unless x is (L,) or (B, L) integer tokens with L <= max_len (when given), and the
+    module's width suits its time conditioning (even)."""
+    if module.time_conditioning and module.width % 2:
+        raise ValueError(f"time conditioning needs an even width, got {module.width}")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"tokens must have shape (L,) or (B, L), got {x.shape}")
+    if max_len is not None and x.shape[-1] > max_len:
+        raise ValueError(f"sequence length {x.shape[-1]} exceeds max_len {max_len}")
+    if not jnp.issubdtype(x.dtype, jnp.integer):
+        raise ValueError(f"tokens must be integers, got dtype {x.dtype}")
+
+
+def embed_tokens(module: nn.Module, x: Array, t: Array | None, max_len: int | None) -> Array:
+    """h_0 = E[x] (+ P[0:L] when max_len is given) (+ Dense(SiLU(Dense(e(t)))) with time conditioning).
+
+    Called inside `module`'s compact __call__, so the parameters (token_embed, pos_embed, Dense_0 the
+    outer and Dense_1 the inner time layer) belong to `module`. Uses its vocab_size, width,
+    time_conditioning, time_scale and max_period.
+    """
+    h = nn.Embed(module.vocab_size + 1, module.width, name="token_embed")(x)
+    if max_len is not None:
+        pos = module.param("pos_embed", nn.initializers.normal(stddev=0.02), (max_len, module.width))
+        h = h + pos[: x.shape[-1]]
+    if module.time_conditioning:
+        if t is None:
+            raise ValueError("this model is time-conditioned: pass t")
+        t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:-1])
+        e = sinusoidal_embedding(t, module.width, module.time_scale, module.max_period)
+        h = h + nn.Dense(module.width)(nn.silu(nn.Dense(module.width)(e)))[..., None, :]
+    return h
+
+
+def token_logits(module: nn.Module, h: Array) -> Array:
+    """Dense_V(LN(h)): the output head (parameters LayerNorm_0 and logits belong to `module`)."""
+    return nn.Dense(module.vocab_size, name="logits")(nn.LayerNorm(epsilon=_LN_EPS)(h))
+
+
 class MaskedTransformer(nn.Module):
     """(x, t) -> logits (..., L, V) for tokens x (L,) or (B, L) in {0, ..., V} (V = MASK); see the
     module docstring.
@@ -99,36 +137,16 @@ class MaskedTransformer(nn.Module):
     time_scale: float = 1000.0
     max_period: float = 10_000.0
 
-    def _check(self, x: Array) -> None:
-        if self.width % self.heads:
-            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
-        if self.time_conditioning and self.width % 2:
-            raise ValueError(f"time conditioning needs an even width, got {self.width}")
-        if x.ndim not in (1, 2):
-            raise ValueError(f"tokens must have shape (L,) or (B, L), got {x.shape}")
-        if x.shape[-1] > self.max_len:
-            raise ValueError(f"sequence length {x.shape[-1]} exceeds max_len {self.max_len}")
-        if not jnp.issubdtype(x.dtype, jnp.integer):
-            raise ValueError(f"tokens must be integers, got dtype {x.dtype}")
-
     @nn.compact
     def __call__(self, x: Array, t: Array | None = None) -> Array:
         x = jnp.asarray(x)
-        self._check(x)
-        length = x.shape[-1]
-        h = nn.Embed(self.vocab_size + 1, self.width, name="token_embed")(x)
-        pos = self.param("pos_embed", nn.initializers.normal(stddev=0.02), (self.max_len, self.width))
-        h = h + pos[:length]
-        if self.time_conditioning:
-            if t is None:
-                raise ValueError("this model is time-conditioned: pass t")
-            t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), x.shape[:-1])
-            e = sinusoidal_embedding(t, self.width, self.time_scale, self.max_period)
-            c = nn.Dense(self.width)(nn.silu(nn.Dense(self.width)(e)))
-            h = h + c[..., None, :]
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
+        check_tokens(self, x, self.max_len)
+        h = embed_tokens(self, x, t, self.max_len)
         for _ in range(self.depth):
             h = EncoderBlock(self.heads, self.mlp_ratio)(h)
-        return nn.Dense(self.vocab_size, name="logits")(nn.LayerNorm(epsilon=_LN_EPS)(h))
+        return token_logits(self, h)
 
 
 def _apply(static: _Static, params: Any, x: Array, t: Array) -> Array:
@@ -146,4 +164,5 @@ def predictor_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     return jax.tree_util.Partial(_apply, _Static(model), params)
 
 
-__all__ = ["EncoderBlock", "MaskedTransformer", "SelfAttention", "predictor_from"]
+__all__ = ["EncoderBlock", "MaskedTransformer", "SelfAttention", "check_tokens", "embed_tokens", "predictor_from",
+           "token_logits"]
