@@ -24,4 +24,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.log_every = 50
     c.checkpoint_every = 500
     c.keep_checkpoints = 2
+    c.parallel = "shard_map"  # shard_map (jit + shard_map over a 1-D mesh) | pmap
     return c

@@ -1,8 +1,10 @@
 """Training utilities: the optimizer (AdamW + warmup/cosine schedule + clipping), parameter EMA, one
 per-device data-parallel train step with `shard_map` and `pmap` wrappers (`training.step`), and orbax
-checkpointing with async saves and restore onto any sharding (`training.checkpoint`)."""
+checkpointing with async saves and restore onto any sharding (`training.checkpoint`); what a run learns
+(`training.tasks`), multi-process start-up and batch layout (`training.distributed`), metrics files
+(`training.summaries`) and the run itself (`training.loop`: `train`, `load_trained`)."""
 
-from diffserial.training.optimizer import OptimizerConfig, ema_update, make_optimizer, make_schedule
+from diffserial.training.optimizer import OptimizerConfig, ema_decay_at, ema_update, make_optimizer, make_schedule
 from diffserial.training.step import (
     TrainState,
     dsm_batch_loss,
@@ -18,6 +20,7 @@ __all__ = [
     "OptimizerConfig",
     "TrainState",
     "dsm_batch_loss",
+    "ema_decay_at",
     "ema_update",
     "make_optimizer",
     "make_pmap_step",

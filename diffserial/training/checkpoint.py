@@ -82,8 +82,11 @@ def open_manager(
     max_to_keep: int | None = 3,
     async_save: bool = True,
 ) -> ocp.CheckpointManager:
-    """Create (or reopen) a checkpoint manager rooted at ``directory``."""
-    directory = os.path.abspath(os.fspath(directory))
+    """Create (or reopen) a checkpoint manager rooted at ``directory`` (a local path, made absolute, or a
+    URL such as ``gs://bucket/run/checkpoints``, passed on as is)."""
+    directory = os.fspath(directory)
+    if "://" not in directory:
+        directory = os.path.abspath(directory)
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         enable_async_checkpointing=async_save,

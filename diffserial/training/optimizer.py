@@ -5,7 +5,8 @@ with schedule = `optax.warmup_cosine_decay_schedule(0, lr, warmup_steps, total_s
 linear warmup from 0 to `lr` over `warmup_steps` updates, then cosine decay to `end_lr_ratio * lr` at
 `total_steps` (optax's `decay_steps` counts the warmup). Gradients are clipped *before* Adam's moments.
 
-`ema_update(ema, params, decay)` = decay * ema + (1 - decay) * params, leafwise (pure; jit-friendly).
+`ema_update(ema, params, decay)` = decay * ema + (1 - decay) * params, leafwise (pure; jit-friendly);
+the train step uses decay = `ema_decay_at(step, ema_decay)` = min(ema_decay, (1 + step) / (10 + step)).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numbers
 from typing import Any, Mapping
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -108,6 +110,17 @@ def make_optimizer(config: OptimizerConfig | Mapping[str, Any]) -> optax.Gradien
     )
 
 
+def ema_decay_at(step, decay):
+    """The EMA decay used at update `step` (0-based): min(decay, (1 + step) / (10 + step)).
+
+    The warm-up (TensorFlow's ExponentialMovingAverage with num_updates) keeps the average from being
+    dominated by the initial parameters early on: with a constant 0.999 the average after 1000 updates
+    would still give the random initialisation weight 0.999^1000 = 0.37.
+    """
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def ema_update(ema: Any, params: Any, decay) -> Any:
     """decay * ema + (1 - decay) * params, leafwise. `decay` in [0, 1) (checked when a Python number)."""
     if _is_real(decay):
@@ -115,4 +128,4 @@ def ema_update(ema: Any, params: Any, decay) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-__all__ = ["OptimizerConfig", "ema_update", "make_optimizer", "make_schedule"]
+__all__ = ["OptimizerConfig", "ema_decay_at", "ema_update", "make_optimizer", "make_schedule"]

@@ -18,7 +18,8 @@ schedule=None)` runs on ONE device's shard of the global batch, inside a mapped 
   3. loss and gradients of the local batch are averaged over devices with `lax.pmean` (local losses are
      batch means over equal-sized shards, so this is the global batch mean);
   4. `finite` = loss and every gradient entry finite, all-reduced with `lax.pmin` (every device agrees);
-  5. optax update, apply, EMA: ema <- ema_decay * ema + (1 - ema_decay) * new_params;
+  5. optax update, apply, EMA: ema <- b * ema + (1 - b) * new_params with the warmed-up decay
+     b = min(ema_decay, (1 + step) / (10 + step)) (`optimizer.ema_decay_at`);
   6. if not finite, the step is a no-op: the returned state is the input state unchanged (step counter,
      params, optimizer state, EMA and rng), selected with `lax.cond`. The caller inspects
      `metrics["finite"]` (or calls `raise_if_nonfinite(metrics)`) and stops with an error naming
@@ -32,7 +33,10 @@ Wrappers (both validate, before compiling, that every batch leaf has the same le
 B is divisible by the device count, raising ValueError otherwise):
   make_shard_map_step: jit(shard_map(step, mesh=Mesh(devices, ("data",)), in_specs=(P(), P("data")),
                        out_specs=(P(), P()))) -- state replicated, batch split along axis 0; returns
-                       (state, metrics) as ordinary arrays.
+                       (state, metrics) as ordinary arrays. Works across processes (mesh over
+                       jax.devices() of every process, see `training.distributed`): the state and any
+                       host-local batch leaf are taken as the global value, identical on every process;
+                       a batch made by `distributed.global_batch` is used as it is.
   make_pmap_step:      pmap(step, axis_name="data") -- state carries a leading device axis (`replicate`,
                        `unreplicate`); the batch is reshaped to (n_devices, B // n_devices, ...);
                        returns (replicated state, metrics of device 0).
@@ -51,7 +55,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from diffserial.losses import dsm_loss
-from diffserial.training.optimizer import _check_decay, ema_update
+from diffserial.training.optimizer import _check_decay, ema_decay_at, ema_update
 
 Array = jax.Array
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict]]
@@ -139,7 +143,7 @@ def train_step(
         step=state.step + 1,
         params=params,
         opt_state=opt_state,
-        ema_params=ema_update(state.ema_params, params, ema_decay),
+        ema_params=ema_update(state.ema_params, params, ema_decay_at(state.step, ema_decay)),
         rng=next_rng,
     )
     new_state = jax.lax.cond(finite, lambda: candidate, lambda: state)
@@ -190,6 +194,26 @@ def _partial_step(loss_fn, optimizer, ema_decay, noise, schedule):
     )
 
 
+def _place_global(x: Any, sharding: NamedSharding) -> Array:
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return jax.device_put(x, sharding)  # already global: a no-op, or a reshard over the same devices
+    if jax.dtypes.issubdtype(getattr(x, "dtype", np.float32), jax.dtypes.prng_key):
+        data = _place_global(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.device_put(np.asarray(x), sharding)  # jax checks the value is the same on every process
+
+
+def _place(tree: Any, sharding: NamedSharding) -> Any:
+    """device_put(tree, sharding). When the sharding spans other processes' devices (multi-process),
+    a leaf that is not yet a global array (numpy, a local jax array, a PRNG key) is taken as the
+    GLOBAL value, which must be (and is checked by jax to be) identical on every process: right for
+    the replicated state built from the same seed everywhere; for the batch, a process either passes
+    the whole global batch or, cheaper, only its rows assembled by `distributed.global_batch`."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(tree, sharding)
+    return jax.tree.map(lambda x: _place_global(x, sharding), tree)
+
+
 def make_shard_map_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
@@ -210,7 +234,7 @@ def make_shard_map_step(
         _batch_size(batch, len(devices))
         # Place inputs as the program expects (a no-op for the state returned by the previous step), so
         # the first call and later calls see the same input shardings and compile once.
-        return mapped(jax.device_put(state, replicated), jax.device_put(batch, split))
+        return mapped(_place(state, replicated), _place(batch, split))
 
     run.mesh = mesh
     return run

@@ -57,7 +57,9 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
 
 @pytest.mark.parametrize("extra, match", [
     (["--config.batch_size=60"], "not divisible by the 8 devices"),
-    (["--config.task=nope"], "config.task must be"),
+    (["--config.task=nope"], "unknown task"),
+    (["--config.batch_size=abc"], "batch_size"),
+    (["--config.parallel=vmap"], "config.parallel"),
     (["--config.optimizer.warmup_steps=50"], "warmup_steps"),
     (["--config.nonexistent=1"], "nonexistent"),
 ])

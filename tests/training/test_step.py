@@ -18,6 +18,7 @@ from diffserial.training import (
     OptimizerConfig,
     TrainState,
     dsm_batch_loss,
+    ema_decay_at,
     ema_update,
     make_optimizer,
     make_pmap_step,
@@ -168,3 +169,5 @@ def test_optimizer_misc():
     np.testing.assert_allclose(ema["a"], 0.75)
     with pytest.raises(ValueError, match="decay"):
         ema_update({"a": jnp.ones(3)}, {"a": jnp.zeros(3)}, 1.0)
+    np.testing.assert_allclose([ema_decay_at(s, 0.999) for s in (0, 1, 90, 10**5)],
+                               [1 / 10, 2 / 11, 91 / 100, 0.999], rtol=1e-6)
