@@ -89,7 +89,31 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[int, str, int]]:
     return [(d, s, t) for d in config.dims for s in config.samplers for t in config.steps]
 
 
-def run(config: ml_collections.ConfigDict, mesh=None) -> Iterator[dict]:
+def setup(mixture: gmm_lib.GaussianMixture, process: LinearGaussianSDE, config) -> tuple[GridCells, np.ndarray]:
+    """The grid cells of the study and their exact probabilities under p_eps."""
+    cells = make_cells(mixture, config.max_cells)
+    return cells, cells.pmf(gmm_lib.noised(mixture, process, config.eps))
+
+
+def measure(score, mixture, process, cells, pmf, name: str, steps: int, key, config, mesh=None) -> dict:
+    """Sample config.n_seeds seeds with sampler `name` in `steps` steps from `score` (prior per
+    config.prior) and return the row fields: TV report, NFE, non-finite count, seconds."""
+    rule = continuous.make_sampler(name)
+    ts = grids.make_grid(config.grid, process, steps, config.eps)
+    init = (jax.tree_util.Partial(_exact_prior, mixture, process, ts[0]) if config.prior == "exact" else None)
+    start = time.perf_counter()
+    x = driver.sample(score, process, rule, ts, key=key, n_seeds=config.n_seeds, shape=(mixture.dim,),
+                      init_fn=init, mesh=mesh, block_size=config.block_size, pad_to=max(config.steps))
+    x = jax.block_until_ready(x)
+    seconds = time.perf_counter() - start
+    tv = tv_report(np.asarray(cells.cell_index(x)), cells.n_cells, pmf, seed=config.seed, reps=config.floor_reps)
+    return {"process": process.name, "sampler": name, "grid": config.grid, "steps": steps,
+            "nfe": steps * rule.nfe_per_step, "d": mixture.dim, "eps": config.eps, "prior": config.prior,
+            "n_cells": cells.n_cells, "n_nonfinite": int(jnp.sum(~jnp.all(jnp.isfinite(x), axis=1))),
+            "seconds": seconds, **tv}
+
+
+def run(config: ml_collections.ConfigDict, mesh=None, workdir=None) -> Iterator[dict]:
     """Yield one result row per (d, sampler, steps); see the module docstring."""
     process: LinearGaussianSDE = PROCESSES[config.process]()
     key = jax.random.key(config.seed)
@@ -97,32 +121,13 @@ def run(config: ml_collections.ConfigDict, mesh=None) -> Iterator[dict]:
     for d, name, steps in points(config):
         if d not in setups:
             mixture = make_mixture(d, config.n_components, config.seed)
-            cells = make_cells(mixture, config.max_cells)
-            pmf = cells.pmf(gmm_lib.noised(mixture, process, config.eps))
             score = gmm_lib.score_fn(mixture, process)
             if config.eps_score > 0:
                 score = perturbed_score_fn(score, config.eps_score, d, seed=config.seed)
-            setups[d] = (mixture, cells, pmf, score)
+            setups[d] = (mixture, *setup(mixture, process, config), score)
         mixture, cells, pmf, score = setups[d]
-        rule = continuous.make_sampler(name)
-        ts = grids.make_grid(config.grid, process, steps, config.eps)
-        init = (jax.tree_util.Partial(_exact_prior, mixture, process, ts[0])
-                if config.prior == "exact" else None)
-        start = time.perf_counter()
-        x = driver.sample(score, process, rule, ts, key=jax.random.fold_in(key, d), n_seeds=config.n_seeds,
-                          shape=(d,), init_fn=init, mesh=mesh, block_size=config.block_size,
-                          pad_to=max(config.steps))
-        x = jax.block_until_ready(x)
-        seconds = time.perf_counter() - start
-        report = tv_report(np.asarray(cells.cell_index(x)), cells.n_cells, pmf, seed=config.seed,
-                           reps=config.floor_reps)
-        yield {
-            "study": STUDY, "target": f"gmm{config.n_components}_d{d}", "process": process.name,
-            "sampler": name, "grid": config.grid, "steps": steps, "nfe": steps * rule.nfe_per_step,
-            "d": d, "eps": config.eps, "eps_score": config.eps_score, "prior": config.prior,
-            "n_cells": cells.n_cells, "n_nonfinite": int(jnp.sum(~jnp.all(jnp.isfinite(x), axis=1))),
-            "seconds": seconds, **report,
-        }
+        row = measure(score, mixture, process, cells, pmf, name, steps, jax.random.fold_in(key, d), config, mesh)
+        yield {"study": STUDY, "target": f"gmm{config.n_components}_d{d}", "eps_score": config.eps_score, **row}
 
 
 def summarize(rows: list[dict]) -> dict:

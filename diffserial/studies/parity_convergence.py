@@ -73,6 +73,8 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[int, str, str, int]]
 
 
 def _predictor(name: str, radius: int):
+    if name == "construction":
+        return None
     return discrete.parity_predictor() if name == "exact" else discrete.windowed_parity_predictor(radius)
 
 
@@ -89,8 +91,9 @@ def _string_index(tokens: np.ndarray) -> np.ndarray:
     return np.where(valid, bits @ (1 << np.arange(tokens.shape[1], dtype=np.int64)), -1)
 
 
-def _sample(config, n, predictor_name, name, steps, key, mesh):
-    """Tokens (n_seeds, n) from the masked sampler `name` or the construction `name` run for `steps`."""
+def sample(config, n, predictor, name, steps, key, mesh):
+    """Tokens (n_seeds, n) from the masked sampler `name` with `predictor` (x, t) -> logits, or from the
+    construction `name` (which brings its own predictor; `predictor` is ignored), run for `steps`."""
     ts = masked.masked_grid(steps)
     common = dict(key=key, n_seeds=config.n_seeds, mesh=mesh, block_size=config.block_size,
                   pad_to=max(config.steps))
@@ -101,31 +104,37 @@ def _sample(config, n, predictor_name, name, steps, key, mesh):
                                      fn_out_shape=(n, c.vocab_size), **common)
         return tokens
     rule = masked.make_masked_sampler(name)
-    return masked.sample_tokens(_predictor(predictor_name, config.window_radius), make_schedule(config.schedule),
-                                rule, ts, length=n, vocab_size=2, **common)
+    return masked.sample_tokens(predictor, make_schedule(config.schedule), rule, ts, length=n, vocab_size=2,
+                                **common)
 
 
 def _constant(template, key):
     return template
 
 
-def run(config: ml_collections.ConfigDict, mesh=None) -> Iterator[dict]:
+def measure(config, n: int, tokens: np.ndarray) -> dict:
+    """Odd-parity rate with its 95% interval, unfinished strings, and for n <= exact_tv_max_n the exact TV."""
+    n_masked = int(np.sum(np.any(tokens > 1, axis=1)))
+    odd = discrete.odd_rate_lower_bound(np.where(tokens > 1, 1, tokens))
+    row = {"n_seeds": config.n_seeds, "odd_rate": odd.rate, "odd_lo": odd.lower, "odd_hi": odd.upper,
+           "n_unfinished": n_masked}
+    if n <= config.exact_tv_max_n:
+        row.update(tv_report(_string_index(tokens), 2**n, _even_parity_pmf(n), seed=config.seed,
+                             reps=config.floor_reps))
+    return row
+
+
+def run(config: ml_collections.ConfigDict, mesh=None, workdir=None) -> Iterator[dict]:
     """Yield one result row per (n, predictor, sampler, steps); see the module docstring."""
     key = jax.random.key(config.seed)
     for n, predictor_name, name, steps in points(config):
         start = time.perf_counter()
-        tokens = jax.block_until_ready(_sample(config, n, predictor_name, name, steps, jax.random.fold_in(key, n), mesh))
+        predictor = _predictor(predictor_name, config.window_radius)
+        tokens = jax.block_until_ready(sample(config, n, predictor, name, steps, jax.random.fold_in(key, n), mesh))
         seconds = time.perf_counter() - start
-        tokens = np.asarray(tokens)
-        n_masked = int(np.sum(np.any(tokens > 1, axis=1)))
-        odd = discrete.odd_rate_lower_bound(np.where(tokens > 1, 1, tokens))
         row = {"study": STUDY, "target": f"even_parity_n{n}", "n": n, "predictor": predictor_name,
                "sampler": name, "schedule": config.schedule, "grid": "uniform", "steps": steps, "nfe": steps,
-               "n_seeds": config.n_seeds, "odd_rate": odd.rate, "odd_lo": odd.lower, "odd_hi": odd.upper,
-               "n_unfinished": n_masked, "seconds": seconds}
-        if n <= config.exact_tv_max_n:
-            row.update(tv_report(_string_index(tokens), 2**n, _even_parity_pmf(n), seed=config.seed,
-                                 reps=config.floor_reps))
+               "seconds": seconds, **measure(config, n, np.asarray(tokens))}
         if name == "ancestral" and predictor_name == "exact" and config.schedule == "linear":
             row["tv_closed_form"] = discrete.parity_tv_ancestral_uniform(n, steps)
         yield row
@@ -154,7 +163,8 @@ def summarize(rows: list[dict]) -> dict:
 def plot(rows: list[dict], workdir: str) -> list[str]:
     """parity_odd_rate.png (every n; linear axis, 95% bands) and parity_tv.png (n <= exact_tv_max_n).
 
-    Colour = sampler, line style = predictor (solid exact, dashed window, dotted construction)."""
+    Colour = sampler, line style = predictor (solid exact, dashed window, dotted construction, dash-dot
+    a learned predictor)."""
     import matplotlib.pyplot as plt
 
     groups = sorted(report.group_by(rows, "n", "predictor", "sampler").items())
@@ -169,7 +179,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
                 continue
             group = sorted(group, key=lambda r: r["steps"])
             xs = [r["steps"] for r in group]
-            ax.plot(xs, [r["odd_rate"] for r in group], style[pred], color=color[name], marker="o", ms=3,
+            ax.plot(xs, [r["odd_rate"] for r in group], style.get(pred, "-."), color=color[name], marker="o", ms=3,
                     label=f"{name} ({pred})")
             ax.fill_between(xs, [r["odd_lo"] for r in group], [r["odd_hi"] for r in group],
                             color=color[name], alpha=0.1, lw=0)

@@ -4,7 +4,8 @@ A study module provides
     STUDY: str                      its name (config.study)
     validate(config)                raises ValueError before anything compiles
     points(config) -> list          the measured points, for the progress bar
-    run(config, mesh) -> iterator   yields one result row (a JSON-able dict) per point
+    run(config, mesh, workdir)      yields one result row (a JSON-able dict) per point (workdir: where
+                                    a study may keep by-products, e.g. the models it trains)
     summarize(rows) -> dict         fitted rates and what they used
     plot(rows, path), table(rows, summary) -> str
 """
@@ -25,9 +26,9 @@ from diffserial.studies import report
 
 def studies() -> dict[str, types.ModuleType]:
     """The registry of studies, by config.study name (imported lazily: no work at import)."""
-    from diffserial.studies import gmm_convergence, parity_convergence
+    from diffserial.studies import gmm_convergence, gmm_learned, parity_convergence, parity_learned
 
-    return {m.STUDY: m for m in (gmm_convergence, parity_convergence)}
+    return {m.STUDY: m for m in (gmm_convergence, gmm_learned, parity_convergence, parity_learned)}
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dict:
@@ -46,7 +47,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dic
             f.write(config.to_json_best_effort(indent=2) + "\n")
     rows = []
     bar = tqdm(total=len(study.points(config)), desc=config.study, disable=not writer)
-    for row in study.run(config, mesh=mesh):
+    for row in study.run(config, mesh=mesh, workdir=workdir):
         rows.append(row)
         if writer:
             report.append_jsonl(results, row)
