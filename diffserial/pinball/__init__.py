@@ -1,0 +1,1 @@
+"""The pinball machine: counter machines compiled into SDE force fields ("bad diffusion is Turing complete")."""
