@@ -20,6 +20,11 @@ Tasks:
                     x_n = their sum mod 2); a masked predictor (config.model.name: transformer, looped,
                     recurrent); the MD4/MDLM NELBO (`losses.masked_nelbo`) under config.schedule with V = 2.
                     `sampling_fn(params)` is the predictor (x, t) -> logits of the masked samplers.
+    serial          a task of `diffserial.serial_tasks` (config.serial_task, built with config.task_args and
+                    with_cot = config.cot); the sequence is [prompt, cot (if config.cot), answer]
+                    (`serial_layout`), the prompt positions are given (never masked, never scored: the
+                    `prompt_mask` of `losses.masked_nelbo`); a masked predictor from MASKED_MODELS with
+                    vocab_size = the task's vocabulary and max_len = the sequence length; MASK = vocab_size.
 """
 
 from __future__ import annotations
@@ -32,18 +37,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from diffserial import losses
+from diffserial import losses, serial_tasks
 from diffserial.models import mlp
 from diffserial.models.looped import LoopedTransformer
 from diffserial.models.recurrent import RecurrentPredictor
 from diffserial.models.transformer import MaskedTransformer, predictor_from
 from diffserial.processes.gaussian import PROCESSES
 from diffserial.processes.masked import make_schedule
+from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
+from diffserial.serial_tasks import Example, SerialTask
 from diffserial.training.step import LossFn, dsm_batch_loss
 
 Array = jax.Array
 MASKED_MODELS = {"transformer": MaskedTransformer, "looped": LoopedTransformer, "recurrent": RecurrentPredictor}
+HOST_SIDE_SERIAL_TASKS = ("sudoku",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,25 +115,93 @@ def even_parity_example(key: Array, n: int) -> Array:
     return jnp.concatenate([bits, jnp.sum(bits, keepdims=True) % 2])
 
 
-def _masked_parity(config: ml_collections.ConfigDict) -> Task:
+def _masked_task(name: str, config: ml_collections.ConfigDict, vocab_size: int, length: int, example,
+                 prompt_mask: Array | None = None) -> Task:
+    """A masked-diffusion Task on sequences of `length` tokens in {0..vocab_size-1} (MASK = vocab_size):
+    the network config.model.name with config.model's fields, the NELBO under config.schedule."""
     kwargs = config.model.to_dict()
     cls = lookup(MASKED_MODELS, "model", kwargs.pop("name"))
-    fixed = {"vocab_size": 2}
+    fixed = {"vocab_size": vocab_size}
     if "max_len" in {f.name for f in dataclasses.fields(cls)}:
-        fixed["max_len"] = config.n
+        fixed["max_len"] = length
     model = _build_model(cls, kwargs, **fixed)
     schedule = make_schedule(config.schedule)
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
 
     def loss_fn(params, batch, key):
-        return losses.masked_nelbo(apply_fn, params, schedule, batch["x"], key, mask_id=2, index=batch["index"],
-                                   global_batch=config.batch_size)
+        return losses.masked_nelbo(apply_fn, params, schedule, batch["x"], key, mask_id=vocab_size,
+                                   prompt_mask=prompt_mask, index=batch["index"], global_batch=config.batch_size)
 
-    return Task("masked_parity", model, lambda key: even_parity_example(key, config.n), (config.n,), jnp.int32,
-                loss_fn, lambda params: predictor_from(model, params))
+    return Task(name, model, example, (length,), jnp.int32, loss_fn, lambda params: predictor_from(model, params))
 
 
-TASKS = {"gmm_score": _gmm_score, "masked_parity": _masked_parity}
+def _masked_parity(config: ml_collections.ConfigDict) -> Task:
+    return _masked_task("masked_parity", config, 2, config.n, lambda key: even_parity_example(key, config.n))
+
+
+@static_dataclass
+class SerialLayout:
+    """Where a serial task's parts sit in the training sequence [prompt, cot, answer] of `length` tokens:
+    prompt [0, Lp), cot [Lp, Lp + Lc) (Lc = 0 without chain of thought), answer [L - La, L). Static (no
+    traced leaves): it can sit inside a jitted function's `Partial` and compiles by value."""
+
+    task: SerialTask
+    prompt_len: int
+    cot_len: int
+    answer_len: int
+
+    @property
+    def length(self) -> int:
+        return self.prompt_len + self.cot_len + self.answer_len
+
+    @property
+    def generated_len(self) -> int:
+        """Positions a sampler fills in: cot and answer."""
+        return self.cot_len + self.answer_len
+
+    def prompt_mask(self) -> Array:
+        """bool (L,): True on the prompt positions."""
+        return jnp.arange(self.length) < self.prompt_len
+
+    def sequence(self, example: Example) -> Array:
+        """One example as the (L,) int32 sequence [prompt, cot, answer]."""
+        parts = [example.prompt] + ([example.cot] if self.cot_len else []) + [example.answer]
+        return jnp.concatenate(parts).astype(jnp.int32)
+
+    def split(self, tokens: Array) -> tuple[Array, Array]:
+        """(prompt (..., Lp), answer (..., La)) of sequences (..., L)."""
+        return tokens[..., :self.prompt_len], tokens[..., self.length - self.answer_len:]
+
+
+def serial_layout(config: ml_collections.ConfigDict) -> SerialLayout:
+    """The serial task of config.serial_task (built with config.task_args and with_cot = config.cot) and its
+    sequence layout. ValueError for an unknown or host-side task (sudoku), a task without a chain of thought
+    when config.cot is set, or bad size arguments."""
+    name = config.serial_task
+    trainable = sorted(n for n in serial_tasks.TASKS if n not in HOST_SIDE_SERIAL_TASKS)
+    if name not in trainable:
+        raise ValueError(f"unknown serial task {name!r} for training; valid serial tasks: {', '.join(trainable)}"
+                         + (" (sudoku is generated host-side, not by a JAX example function)"
+                            if name in HOST_SIDE_SERIAL_TASKS else ""))
+    kwargs = dict(config.task_args)
+    if "with_cot" in kwargs:
+        raise ValueError("config.task_args must not set with_cot: use config.cot")
+    try:
+        task = serial_tasks.make_task(name, **kwargs, with_cot=bool(config.cot))
+    except TypeError as err:
+        raise ValueError(f"config.task_args {kwargs} do not fit serial task {name!r}: {err}") from None
+    if config.cot and task.cot_len == 0:
+        raise ValueError(f"config.cot = True but serial task {name!r} with {kwargs} has no chain of thought")
+    return SerialLayout(task, task.prompt_len, task.cot_len if config.cot else 0, task.answer_len)
+
+
+def _serial(config: ml_collections.ConfigDict) -> Task:
+    layout = serial_layout(config)
+    return _masked_task("serial", config, layout.task.vocab_size, layout.length,
+                        lambda key: layout.sequence(layout.task.sample_one(key)), layout.prompt_mask())
+
+
+TASKS = {"gmm_score": _gmm_score, "masked_parity": _masked_parity, "serial": _serial}
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -133,4 +209,5 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     return lookup(TASKS, "task", config.task)(config)
 
 
-__all__ = ["MASKED_MODELS", "TASKS", "Task", "batch_rows", "even_parity_example", "make_task"]
+__all__ = ["HOST_SIDE_SERIAL_TASKS", "MASKED_MODELS", "TASKS", "SerialLayout", "Task", "batch_rows",
+           "even_parity_example", "make_task", "serial_layout"]

@@ -1,0 +1,52 @@
+"""Serial tasks with learned masked-diffusion models: exact accuracy vs sampling steps T and vs size n for a
+fixed-depth, a looped, a recurrent and a chain-of-thought model (`diffserial.studies.serial_accuracy`).
+
+    python sample.py --config configs/serial_accuracy.py --workdir runs/serial_accuracy          # small default
+    python sample.py --config configs/serial_accuracy.py:paper --workdir runs/serial_paper       # accelerator
+    python sample.py --config configs/serial_accuracy.py --config.tasks="('parity','s5','circuit_value')"
+
+The argument after ":" is the scale: "small" (default; about 15 minutes on 2 CPU cores) or "paper" (bigger
+n, wider and deeper models, longer training, more seeds: meant for an accelerator). Every field can be
+overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch of each training run
+(`configs/serial_train.py`), config.models the networks' attributes.
+"""
+
+import ml_collections
+
+from configs import serial_train
+
+SCALES = ("small", "paper")
+
+
+def get_config(scale: str = "small") -> ml_collections.ConfigDict:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
+    paper = scale == "paper"
+    c = ml_collections.ConfigDict()
+    c.study = "serial_accuracy"
+    c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field
+    c.seed = 0
+    c.tasks = ("parity", "s5")  # parity: TC0 control; s5: NC1-complete word problem (also circuit_value, ...)
+    c.sizes = (4, 8, 16, 32) if paper else (4, 8)
+    c.families = ("transformer", "looped", "recurrent", "cot")
+    c.loops_per_n = 0.5  # looped family: loops = max(1, ceil(loops_per_n * n))
+    c.circuit_width = 4  # circuit_value: inputs and gates per layer (n = depth)
+    c.ca_width = 8  # rule110: row width (n = automaton steps)
+    width = 256 if paper else 64
+    c.models = ml_collections.ConfigDict({
+        "transformer": dict(width=width, depth=4 if paper else 2, heads=4, mlp_ratio=4),
+        "looped": dict(width=width, loops=2, heads=4, mlp_ratio=4),  # loops overwritten from loops_per_n
+        "recurrent": dict(width=width, layers=2 if paper else 1),
+    })
+    c.train = serial_train.get_config()  # batch, optimizer, logging of each training run
+    c.train.batch_size = 1024 if paper else 128
+    c.train.optimizer.lr = 1e-3 if paper else 3e-3
+    c.train.optimizer.warmup_steps = 500 if paper else 50
+    c.train.checkpoint_every = 5000 if paper else 10_000
+    c.train_steps = 50_000 if paper else 800
+    c.samplers = ("topk_confidence", "ancestral")  # confidence-ordered and ancestral (MDLM) masked samplers
+    c.schedule = "linear"
+    c.steps = (1, 2, 4, 8, 16, 32, 64)  # clipped to G = generated positions; G itself is always measured
+    c.n_seeds = 16384 if paper else 2048
+    c.block_size = 1024 if paper else 512
+    return c

@@ -1,0 +1,342 @@
+"""Serial tasks with learned masked-diffusion models: exact accuracy vs sampling steps T and vs problem size n,
+per model family (issue 5, studies 1-3; the Sudoku study 4 is not part of this module).
+
+For each task in config.tasks, size n in config.sizes and family in config.families, the study trains a
+masked predictor (training task "serial", `training.tasks.serial_layout`) for config.train_steps steps into
+WORKDIR/train_TASK_nN_FAMILY (resuming if it is already there), then samples config.n_seeds problems -- seed
+i draws its prompt from its own key (`PromptThenMasks`), so every seed solves a different instance -- with
+each sampler of config.samplers at T steps, and scores the sampled answer with the task's exact checker.
+
+    family        network                                               sequence
+    transformer   fixed-depth MaskedTransformer (config.models.transformer)  [prompt, answer]
+    looped        LoopedTransformer, loops = max(1, ceil(config.loops_per_n n)): depth grows with n
+    recurrent     bidirectional GRU (RecurrentPredictor): serial depth grows with the length
+    cot           the fixed-depth transformer                            [prompt, cot, answer]
+                  (one layer of the computation -- a prefix product, a circuit layer -- per cot block)
+
+Size n is the word length (parity, majority, sum_mod, s5, a5), the circuit depth (circuit_value, with
+config.circuit_width inputs and gates per layer) or the number of automaton steps (rule110, row width
+config.ca_width). The steps measured are T in config.steps with T <= G, plus G itself, where G = the number
+of generated (non-prompt) positions: a top-k sampler reveals about G / T positions per step, so T = G is one
+position per step (more steps would reveal nothing new). Without chain of thought G = answer_len (1 for the
+word problems), so T = 1 is the only point: a single answer token is revealed in one step from the same
+input whatever T is, which is the trivial form of "more steps add nothing".
+
+Accuracy = the fraction of seeds whose answer passes `task.check` (the sampled chain of thought is not scored),
+with a 95% Clopper-Pearson interval; `best_constant` = the frequency of the most common true answer among the
+same prompts (the accuracy of the best constant guess: 1/2 for parity, ~1/120 for S5).
+Every family and sampler at a given n sees the same prompts (the evaluation key depends on n only), so the
+comparisons are paired.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from scipy import stats
+
+from diffserial.processes.masked import SCHEDULES, make_schedule
+from diffserial.pytrees import static_dataclass
+from diffserial.registry import lookup
+from diffserial.samplers import driver, masked
+from diffserial.studies import report
+from diffserial.training import loop, tasks as training_tasks
+
+STUDY = "serial_accuracy"
+POSTFIX_KEYS = ("task", "n", "family", "sampler", "steps")
+FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
+            "recurrent": ("recurrent", False), "cot": ("transformer", True)}  # family -> (network, cot)
+WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
+SIZED_TASKS = WORD_PROBLEMS + ("circuit_value", "rule110")
+
+
+def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
+    """The serial task's size arguments for size n (see the module docstring)."""
+    lookup({t: t for t in SIZED_TASKS}, "serial task", task)
+    if task in WORD_PROBLEMS:
+        return {"n": n}
+    if task == "circuit_value":
+        return {"n_inputs": config.circuit_width, "width": config.circuit_width, "depth": n}
+    return {"width": config.ca_width, "steps": n}
+
+
+def loops_for(config: ml_collections.ConfigDict, n: int) -> int:
+    """Loops of the looped family at size n: max(1, ceil(loops_per_n n))."""
+    return max(1, math.ceil(config.loops_per_n * n))
+
+
+def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: str) -> ml_collections.ConfigDict:
+    """config.train for (task, n, family): the serial task and its size, cot, the family's network
+    (config.models[network], loops from `loops_for` for the looped one) and total_steps = config.train_steps."""
+    network, cot = lookup(FAMILIES, "family", family)
+    c = ml_collections.ConfigDict(config.train.to_dict())
+    c.serial_task = task
+    c.task_args = ml_collections.ConfigDict(task_args(config, task, n))
+    c.cot = cot
+    c.model = ml_collections.ConfigDict({"name": network, **config.models[network].to_dict()})
+    if network == "looped":
+        c.model.loops = loops_for(config, n)
+    c.total_steps = config.train_steps
+    return c
+
+
+def steps_for(config: ml_collections.ConfigDict, generated_len: int) -> list[int]:
+    """T in config.steps with T <= G, and G itself (sorted)."""
+    return sorted({int(t) for t in config.steps if t <= generated_len} | {generated_len})
+
+
+def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
+    """The (task, n, family) training runs, in order."""
+    return [(task, n, family) for task in config.tasks for n in config.sizes for family in config.families]
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError for a config that cannot run, before anything is compiled."""
+    for name in config.samplers:
+        lookup(masked.MASKED_SAMPLERS, "sampler", name)
+    lookup(SCHEDULES, "schedule", config.schedule)
+    for field in ("tasks", "sizes", "families", "samplers", "steps"):
+        if not config[field]:
+            raise ValueError(f"config.{field} must not be empty")
+    for task in config.tasks:
+        if task not in SIZED_TASKS:
+            raise ValueError(f"unknown task {task!r} in config.tasks; valid: {', '.join(SIZED_TASKS)}")
+    for family in config.families:
+        lookup(FAMILIES, "family", family)
+    for field in ("sizes", "steps"):
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in config[field]):
+            raise ValueError(f"config.{field} must be integers >= 1, got {tuple(config[field])}")
+    for field in ("n_seeds", "block_size", "train_steps", "circuit_width", "ca_width"):
+        if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
+            raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}")
+    if not config.loops_per_n > 0:
+        raise ValueError(f"config.loops_per_n must be > 0, got {config.loops_per_n}")
+    for run in runs(config):
+        loop.validate(train_config(config, *run))
+
+
+def _layout(config, task: str, n: int, family: str) -> training_tasks.SerialLayout:
+    return training_tasks.serial_layout(train_config(config, task, n, family))
+
+
+def points(config: ml_collections.ConfigDict) -> list[tuple[str, int, str, str, int]]:
+    """(task, n, family, sampler, steps) in order."""
+    out = []
+    for task, n, family in runs(config):
+        for sampler in config.samplers:
+            out += [(task, n, family, sampler, t) for t in steps_for(config, _layout(config, task, n, family)
+                                                                     .generated_len)]
+    return out
+
+
+@static_dataclass
+class PromptThenMasks:
+    """init_fn of the sampling chain: seed key -> the (L,) sequence with the prompt of the example drawn from
+    that key (`task.sample_one(key)`) and MASK = vocab_size on every generated position."""
+
+    layout: training_tasks.SerialLayout
+
+    def __call__(self, key: jax.Array) -> jax.Array:
+        layout = self.layout
+        masks = jnp.full((layout.generated_len,), layout.task.vocab_size, jnp.int32)
+        return jnp.concatenate([layout.task.sample_one(key).prompt.astype(jnp.int32), masks])
+
+
+def sample(config, layout: training_tasks.SerialLayout, predictor, sampler: str, steps: int, key, mesh,
+           pad_to: int) -> jax.Array:
+    """Final sequences (n_seeds, L) of `sampler` run for `steps` from PromptThenMasks(layout); the prompt
+    positions are fixed by every masked rule (they are unmasked at init)."""
+    vocab = layout.task.vocab_size
+    rule = masked.make_masked_sampler(sampler).bind(vocab)
+    tokens, _ = driver.run_chain(
+        predictor, make_schedule(config.schedule), rule, masked.masked_grid(steps), key=key,
+        n_seeds=config.n_seeds, init_fn=PromptThenMasks(layout), shape=(layout.length,),
+        fn_out_shape=(layout.length, vocab), t_end_min=0.0, mesh=mesh, block_size=config.block_size,
+        pad_to=pad_to)
+    return tokens
+
+
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for k successes of n: Beta(a/2; k, n-k+1), Beta(1-a/2; k+1, n-k)."""
+    a = 1.0 - confidence
+    lower = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
+    upper = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
+    return lower, upper
+
+
+def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
+    """Exact accuracy of the sampled answers (task.check), its 95% interval, the best constant guess's
+    accuracy on the same prompts, and the number of sequences with a MASK left (0 for every rule)."""
+    prompt, answer = layout.split(tokens)
+    unfinished = np.any(tokens >= layout.task.vocab_size, axis=1)
+    correct = np.asarray(layout.task.check(prompt, np.minimum(answer, layout.task.vocab_size - 1))) & ~unfinished
+    truth = np.asarray(jax.vmap(layout.task.solve)(jnp.asarray(prompt)))
+    _, counts = np.unique(truth, axis=0, return_counts=True)
+    k, n = int(correct.sum()), len(correct)
+    lo, hi = clopper_pearson(k, n)
+    return {"n_seeds": n, "n_correct": k, "accuracy": k / n, "accuracy_lo": lo, "accuracy_hi": hi,
+            "best_constant": float(counts.max() / n), "n_unfinished": int(unfinished.sum())}
+
+
+def _final_loss(train_dir: str) -> float | None:
+    path = os.path.join(train_dir, "metrics.jsonl")
+    rows = report.read_jsonl(path) if os.path.exists(path) else []
+    return rows[-1]["loss"] if rows else None
+
+
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
+    """Train (or resume) each (task, n, family), then yield one row per (sampler, steps); see the module
+    docstring. Seeds are sharded over `mesh`; the evaluation key differs from every training key."""
+    if workdir is None:
+        raise ValueError("serial_accuracy trains its models into WORKDIR/train_*: a workdir is required")
+    mesh = mesh if mesh is not None else driver.seed_mesh(jax.local_devices())
+    eval_key = jax.random.fold_in(jax.random.key(config.seed), 7)
+    for task, n, family in runs(config):
+        train_dir = os.path.join(workdir, f"train_{task}_n{n}_{family}")
+        start = time.perf_counter()
+        loop.train(train_config(config, task, n, family), train_dir)
+        train_seconds = time.perf_counter() - start
+        trained = loop.load_trained(train_dir)
+        layout = training_tasks.serial_layout(trained.config)
+        predictor = trained.sampling_fn()
+        steps = steps_for(config, layout.generated_len)
+        common = {"study": STUDY, "task": task, "n": n, "family": family, "model": trained.config.model.name,
+                  "cot": bool(trained.config.cot), "loops": trained.config.model.get("loops"),
+                  "train_steps": trained.step, "final_loss": _final_loss(train_dir),
+                  "train_seconds": train_seconds, "generated_len": layout.generated_len,
+                  "cot_len": layout.cot_len, "schedule": config.schedule, "grid": "uniform"}
+        for sampler in config.samplers:
+            for t in steps:
+                start = time.perf_counter()
+                tokens = jax.block_until_ready(sample(config, layout, predictor, sampler, t,
+                                                      jax.random.fold_in(eval_key, n), mesh, pad_to=max(steps)))
+                yield {**common, "sampler": sampler, "steps": t, "nfe": t * masked.make_masked_sampler(
+                    sampler).nfe_per_step, "steps_per_n": t / n, "seconds": time.perf_counter() - start,
+                       **measure(layout, np.asarray(tokens))}
+
+
+def _plateau(group: list[dict]) -> int:
+    """The fewest steps whose accuracy interval reaches the best accuracy over all steps of the group."""
+    best = max(r["accuracy"] for r in group)
+    return min(r["steps"] for r in group if r["accuracy_hi"] >= best)
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per (task, n, family, sampler): accuracy by T, the plateau (fewest T within the 95% interval of the
+    best accuracy), the accuracy at T = G and the best-constant baseline; per (task, family, sampler): the
+    accuracy at T = G by n (the cliff, or its absence)."""
+    by_point, by_n = {}, {}
+    for key, group in sorted(report.group_by(rows, "task", "n", "family", "sampler").items()):
+        group = sorted(group, key=lambda r: r["steps"])
+        by_point["/".join(map(str, key))] = {
+            "accuracy_by_steps": {str(r["steps"]): r["accuracy"] for r in group},
+            "plateau_steps": _plateau(group), "generated_len": group[-1]["generated_len"],
+            "accuracy_at_max_steps": group[-1]["accuracy"], "best_constant": group[-1]["best_constant"],
+            "final_loss": group[-1]["final_loss"]}
+        task, n, family, sampler = key
+        by_n.setdefault(f"{task}/{family}/{sampler}", {})[str(n)] = group[-1]["accuracy"]
+    return {"study": STUDY, "by_point": by_point, "accuracy_vs_n": by_n}
+
+
+def plot(rows: list[dict], workdir: str) -> list[str]:
+    """accuracy_vs_steps.png (a panel per (task, n); colour = family, solid = first sampler, dashed =
+    others), accuracy_vs_n.png (a panel per task, accuracy at T = G, first sampler), cot_rounds.png
+    (the cot family's accuracy vs T / n, when present)."""
+    import matplotlib.pyplot as plt
+
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    samplers = list(dict.fromkeys(r["sampler"] for r in rows))
+    color = {f: plt.cm.tab10(i % 10) for i, f in enumerate(families)}
+    style = {s: "-" if i == 0 else "--" for i, s in enumerate(samplers)}
+    panels = sorted(report.group_by(rows, "task", "n").items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8), squeeze=False, sharey=True)
+    for ax, ((task, n), group) in zip(axes[0], panels):
+        for (family, sampler), curve in report.group_by(group, "family", "sampler").items():
+            curve = sorted(curve, key=lambda r: r["steps"])
+            xs = [r["steps"] for r in curve]
+            ax.errorbar(xs, [r["accuracy"] for r in curve], marker="o", ms=3, ls=style[sampler],
+                        color=color[family], label=f"{family}, {sampler}",
+                        yerr=[[r["accuracy"] - r["accuracy_lo"] for r in curve],
+                              [r["accuracy_hi"] - r["accuracy"] for r in curve]])
+        ax.axhline(group[0]["best_constant"], color="k", ls=":", lw=1, label="best constant guess")
+        ax.set_xscale("log", base=2)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{task}, n = {n}")
+        ax.set_xlabel("sampling steps T")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].set_ylabel("exact accuracy")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=7)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
+    fig.savefig(os.path.join(workdir, "accuracy_vs_steps.png"), dpi=110)
+    plt.close(fig)
+
+    last = [r for g in report.group_by(rows, "task", "n", "family", "sampler").values()
+            for r in g if r["steps"] == max(x["steps"] for x in g) and r["sampler"] == samplers[0]]
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.8), squeeze=False, sharey=True)
+    for ax, task in zip(axes[0], tasks):
+        for family in families:
+            curve = sorted((r for r in last if r["task"] == task and r["family"] == family), key=lambda r: r["n"])
+            ax.plot([r["n"] for r in curve], [r["accuracy"] for r in curve], marker="o", color=color[family],
+                    label=family)
+        base = sorted((r for r in last if r["task"] == task), key=lambda r: r["n"])
+        ax.plot([r["n"] for r in base], [r["best_constant"] for r in base], "k:", lw=1, label="best constant")
+        ax.set_title(f"{task}: accuracy at T = G ({samplers[0]})")
+        ax.set_xlabel("problem size n")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("exact accuracy")
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "accuracy_vs_n.png"), dpi=110)
+    plt.close(fig)
+    names = ["accuracy_vs_steps.png", "accuracy_vs_n.png"]
+
+    cot = [r for r in rows if r["family"] == "cot"]
+    if cot:
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for (task, n, sampler), curve in sorted(report.group_by(cot, "task", "n", "sampler").items()):
+            curve = sorted(curve, key=lambda r: r["steps"])
+            ax.plot([r["steps_per_n"] for r in curve], [r["accuracy"] for r in curve], marker="o",
+                    ls=style[sampler], label=f"{task} n={n}, {sampler}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("steps T / n (rounds per layer of the computation)")
+        ax.set_ylabel("exact accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title("chain of thought: accuracy vs rounds / depth")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(workdir, "cot_rounds.png"), dpi=110)
+        plt.close(fig)
+        names.append("cot_rounds.png")
+    return names
+
+
+def table(rows: list[dict], summary: dict) -> str:
+    """One line per (task, n, family, sampler): accuracy at each T, the plateau, the baseline, the loss."""
+    steps = sorted({r["steps"] for r in rows})
+    lines = []
+    for (task, n, family, sampler), group in sorted(report.group_by(rows, "task", "n", "family", "sampler").items()):
+        by = {r["steps"]: r for r in group}
+        entry = summary["by_point"][f"{task}/{n}/{family}/{sampler}"]
+        line = {"task": task, "n": n, "family": family, "sampler": sampler, "G": entry["generated_len"],
+                "plateau_T": entry["plateau_steps"], "const": entry["best_constant"], "loss": entry["final_loss"]}
+        line.update({f"T={t}": by[t]["accuracy"] if t in by else None for t in steps})
+        lines.append(line)
+    cols = ["task", "n", "family", "sampler", "G"] + [f"T={t}" for t in steps] + ["plateau_T", "const", "loss"]
+    return ("exact accuracy per point (G = generated positions, const = best constant guess, loss = final "
+            "training NELBO):\n" + report.format_table(lines, cols))
+
+
+__all__ = ["FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "clopper_pearson", "loops_for",
+           "measure", "plot", "points", "run", "runs", "sample", "steps_for", "summarize", "table", "task_args",
+           "train_config", "validate"]

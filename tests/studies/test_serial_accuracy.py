@@ -1,0 +1,122 @@
+"""The serial-task accuracy study: sampling + scoring against an exact oracle (accuracy 1) and a wrong one
+(accuracy 0), the interval against scipy, a tiny end-to-end run of every family, and bad configs."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from configs import serial_accuracy as serial_config
+from diffserial.samplers import driver
+from diffserial.studies import runner, serial_accuracy
+from diffserial.training import tasks
+
+
+def _tiny(**overrides):
+    c = serial_config.get_config()
+    c.tasks = ("parity",)
+    c.sizes = (3,)
+    c.train_steps = 4
+    c.train.optimizer.warmup_steps = 1
+    c.train.batch_size = 16
+    c.train.log_every = 2
+    for family in ("transformer", "looped", "recurrent"):
+        c.models[family].width = 8
+    c.models.transformer.depth = 1
+    c.n_seeds = 64
+    c.block_size = 32
+    c.steps = (1, 2)
+    for k, v in overrides.items():
+        c[k] = v
+    return c
+
+
+def _parity_oracle(flip, x, t):
+    """Exact predictor of [prompt, prefix parities, parity] (n = 3) from the prompt alone, as one-hot logits;
+    with flip = 1 the answer position predicts the wrong bit."""
+    bits = x[:3]
+    seq = jnp.concatenate([bits, jnp.cumsum(bits) % 2, (jnp.sum(bits) + flip)[None] % 2])
+    return 30.0 * jax.nn.one_hot(seq, 2)
+
+
+@pytest.mark.parametrize("sampler", serial_config.get_config().samplers)
+def test_oracle_predictor_scores_exactly(sampler):
+    n = 3
+    c = _tiny()
+    layout = tasks.serial_layout(serial_accuracy.train_config(c, "parity", n, "cot"))
+    mesh = driver.seed_mesh(jax.devices()[:2])
+    for flip, expected in ((0, 1.0), (1, 0.0)):  # the flip is a traced leaf: one compiled program
+        predictor = jax.tree_util.Partial(_parity_oracle, jnp.int32(flip))
+        for steps in (1, 2, layout.generated_len):
+            tokens = np.asarray(serial_accuracy.sample(c, layout, predictor, sampler, steps,
+                                                       jax.random.key(0), mesh, pad_to=layout.generated_len))
+            prompts = tokens[:, :n]
+            assert len({tuple(p) for p in prompts}) > 4  # each seed draws its own instance
+            row = serial_accuracy.measure(layout, tokens)
+            assert row["n_unfinished"] == 0 and row["accuracy"] == expected
+            # numpy reference of the checker
+            assert np.mean(tokens[:, -1] == prompts.sum(1) % 2) == expected
+            assert row["best_constant"] == max(np.mean(prompts.sum(1) % 2), 1 - np.mean(prompts.sum(1) % 2))
+
+
+@pytest.mark.parametrize("k, n", [(0, 50), (17, 50), (50, 50), (3, 2048)])
+def test_clopper_pearson_matches_scipy(k, n):
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    np.testing.assert_allclose(serial_accuracy.clopper_pearson(k, n), (ci.low, ci.high), atol=1e-9)
+
+
+def test_steps_and_loops():
+    c = _tiny(steps=(1, 2, 4, 8, 16))
+    assert serial_accuracy.steps_for(c, 1) == [1]
+    assert serial_accuracy.steps_for(c, 9) == [1, 2, 4, 8, 9]
+    assert serial_accuracy.loops_for(c, 3) == 2 and serial_accuracy.loops_for(c, 8) == 4
+    assert serial_accuracy.train_config(c, "s5", 8, "looped").model.loops == 4
+    assert serial_accuracy.train_config(c, "circuit_value", 3, "cot").task_args.depth == 3
+
+
+def test_tiny_end_to_end_every_family(tmp_path):
+    c = _tiny(samplers=("topk_confidence",))
+    summary = runner.run_study(c, str(tmp_path), mesh=driver.seed_mesh(jax.devices()[:2]))
+    rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    assert len(rows) == len(serial_accuracy.points(c))
+    assert {r["family"] for r in rows} == set(c.families)
+    for r in rows:
+        assert 0.0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1.0
+        assert r["n_unfinished"] == 0 and r["n_seeds"] == c.n_seeds and r["train_steps"] == c.train_steps
+    cot_steps = sorted(r["steps"] for r in rows if r["family"] == "cot")
+    assert cot_steps == [1, 2, 4]  # G = 3 cot + 1 answer
+    assert {r["loops"] for r in rows if r["family"] == "looped"} == {2}
+    assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families for s in c.samplers}
+    for name in ("summary.json", "accuracy_vs_steps.png", "accuracy_vs_n.png", "cot_rounds.png"):
+        assert os.path.exists(tmp_path / name)
+    assert os.path.isdir(tmp_path / "train_parity_n3_looped" / "checkpoints")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("tasks", ("nope",), "valid: parity"),
+    ("families", ("mlp",), "unknown family"),
+    ("samplers", ("nope",), "unknown sampler"),
+    ("sizes", (0,), "integers >= 1"),
+    ("steps", (), "must not be empty"),
+    ("n_seeds", 0, "n_seeds must be an integer >= 1"),
+    ("loops_per_n", 0.0, "loops_per_n must be > 0"),
+])
+def test_bad_configs(field, value, message):
+    c = _tiny()
+    c[field] = value
+    with pytest.raises(ValueError, match=message):
+        serial_accuracy.validate(c)
+
+
+def test_bad_training_config_and_scale():
+    c = _tiny(train_steps=1)  # warmup 1 is not < total 1
+    with pytest.raises(ValueError, match="warmup_steps"):
+        serial_accuracy.validate(c)
+    with pytest.raises(ValueError, match="unknown scale"):
+        serial_config.get_config("huge")
+    paper = serial_config.get_config("paper")
+    assert max(paper.sizes) > max(serial_config.get_config().sizes) and paper.train_steps > 10_000
