@@ -11,6 +11,12 @@ kept. Metrics (see benchmarks/README.md):
     throughput   t_diffrax(B, T) / t_sample(B, T), equal NFE, same grid   target >= 1.1
     memory       compiled bytes (T = 1000) / compiled bytes (T = 10)      target <= 1.1
 
+Beside each throughput row the script times two references from the same initial draws: a bare
+`jax.jit(lax.scan(vmapped rule step))` (the ceiling any loop around the same step can reach:
+t_diffrax / t_bare) and a scan of the score forwards alone (t_forward_scan / t_bare: the fraction of
+a step spent in the score). Sections `tiny` and `gmm` repeat the loop and diffrax rows with a width-16
+MLP and with the exact score of a 2-component Gaussian mixture (cheap scores: the loop's own cost shows).
+
 The driver runs with block_size = min(B, 1024) unless a row says otherwise. `--quick` shrinks the batch
 sizes, step counts and repeats to check the script in well under a minute; its numbers are not the
 benchmark's.
@@ -32,6 +38,7 @@ from benchmarks.timing import Row, median_times, parse_cli, print_table
 from diffserial.models.mlp import ScoreMLP, score_fn_from
 from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import continuous, driver, grids
+from diffserial.targets import gmm
 
 PROCESS = VPLinear()
 MODEL = ScoreMLP(hidden=128, n_blocks=2, embed_dim=64)
@@ -39,6 +46,8 @@ MODEL = ScoreMLP(hidden=128, n_blocks=2, embed_dim=64)
 # CPU the width-128 forward alone costs about as much as a host dispatch per step.
 TINY_MODEL = ScoreMLP(hidden=16, n_blocks=1, embed_dim=16)
 DIM = 2
+# An exact score as cheap as a score gets (a few dozen flops per sample).
+EXACT_TARGET = dict(weights=[0.3, 0.7], means=[[-2.0, 0.0], [1.5, 1.0]], variances=[[0.25, 0.5], [0.5, 0.3]])
 KEY = jax.random.key(0)
 GRID = "uniform"
 
@@ -203,19 +212,64 @@ def diffrax_call(score_fn, rule_name: str, batch: int, steps: int):
     return lambda: _diffrax_sample(score_fn, x1, keys, ts, rule_name=rule_name)
 
 
+@functools.partial(jax.jit, static_argnames=("rule",))
+def _bare_scan(score_fn, x, state, step_keys, ts, *, rule):
+    """`rule` vmapped over seeds in one `lax.scan` over the grid, with the driver's step keys: the
+    driver's loop without its blocks, sharding, traced step count or initial draws."""
+    def body(carry, inputs):
+        k, t, s = inputs
+        return _loop_step(score_fn, *carry, step_keys, k, t, s, rule=rule), None
+
+    (x, _), _ = jax.lax.scan(body, (x, state), (jnp.arange(ts.shape[0] - 1), ts[:-1], ts[1:]))
+    return x
+
+
+def bare_scan_call(score_fn, rule_name: str, batch: int, steps: int):
+    """A thunk running `_bare_scan` from the driver's initial draws (drawn beforehand)."""
+    rule = continuous.make_sampler(rule_name)
+    x1, state, keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
+    ts = grids.make_grid(GRID, PROCESS, steps)
+    return lambda: _bare_scan(score_fn, x1, state, keys, ts, rule=rule)
+
+
+@jax.jit
+def _forward_scan(score_fn, x, times):
+    """x <- score_fn(x, t) vmapped over seeds, for t in `times`: the score forwards of a run alone."""
+    def body(x, t):
+        return jax.vmap(score_fn, (0, None))(x, t), None
+
+    return jax.lax.scan(body, x, times)[0]
+
+
+def forward_scan_call(score_fn, rule_name: str, batch: int, steps: int):
+    """A thunk running the nfe_per_step x steps score forwards of a run, at the grid's times."""
+    rule = continuous.make_sampler(rule_name)
+    x1, _, _ = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
+    times = jnp.repeat(grids.make_grid(GRID, PROCESS, steps)[:-1], rule.nfe_per_step)
+    return lambda: _forward_scan(score_fn, x1, times)
+
+
 def diffrax_rows(score_fn, cfg: Config, net: str = "mlp128x2") -> list[Row]:
-    """t_diffrax / t_sample at equal NFE; for the ODEs also how far apart the two results are."""
+    """t_diffrax / t_sample at equal NFE, with the bare-scan ceiling t_diffrax / t_bare and the score's
+    share t_forward_scan / t_bare; how far the driver is from the bare scan (bitwise: 0) and, for the
+    ODEs, from diffrax."""
     rows = []
     for batch in cfg.diffrax_batches:
         for rule_name in DIFFRAX_SOLVERS:
-            fns = {"diffrax": diffrax_call(score_fn, rule_name, batch, cfg.diffrax_steps),
-                   "driver": driver_call(score_fn, rule_name, batch, cfg.diffrax_steps)}
+            steps = cfg.diffrax_steps
+            fns = {"diffrax": diffrax_call(score_fn, rule_name, batch, steps),
+                   "driver": driver_call(score_fn, rule_name, batch, steps),
+                   "bare": bare_scan_call(score_fn, rule_name, batch, steps),
+                   "forward": forward_scan_call(score_fn, rule_name, batch, steps)}
             t = median_times(fns, cfg.repeats)
-            setting = f"{rule_name} {net} B={batch} T={cfg.diffrax_steps}"
-            check = ""
+            setting = f"{rule_name} {net} B={batch} T={steps}"
+            check = f"driver vs bare {relative_difference(fns['bare'](), fns['driver']()):.1e}"
             if not DIFFRAX_SOLVERS[rule_name][1]:
-                check = f", relative difference {relative_difference(fns['diffrax'](), fns['driver']()):.1e}"
-            print(f"  {setting}: diffrax {1e3 * t['diffrax']:.1f} ms, driver {1e3 * t['driver']:.1f} ms{check}")
+                check += f", vs diffrax {relative_difference(fns['diffrax'](), fns['driver']()):.1e}"
+            print(f"  {setting}: " + ", ".join(f"{name} {1e6 * v / steps:.1f}" for name, v in t.items())
+                  + f" us/step; diffrax/bare {t['diffrax'] / t['bare']:.3f}, bare/driver "
+                  f"{t['bare'] / t['driver']:.3f}, forward/bare {t['forward'] / t['bare']:.3f}; "
+                  f"relative difference {check}")
             rows.append(Row("throughput vs diffrax", setting, t["diffrax"] / t["driver"], ">=", 1.1))
     return rows
 
@@ -250,8 +304,8 @@ def memory_rows(score_fn, cfg: Config) -> list[Row]:
 
 
 def main() -> None:
-    args, cfg, sections = parse_cli(__doc__.splitlines()[0], ("efficiency", "loop", "diffrax", "memory", "tiny"),
-                                    Config(), QUICK)
+    args, cfg, sections = parse_cli(__doc__.splitlines()[0],
+                                    ("efficiency", "loop", "diffrax", "memory", "tiny", "gmm"), Config(), QUICK)
     device = jax.devices()[0]
     print(f"jax {jax.__version__}, diffrax {diffrax.__version__}; device {device.platform}:{device.device_kind} "
           f"(x{jax.device_count()}); CPUs {os.cpu_count()}; {'QUICK' if args.quick else 'full'} run, "
@@ -264,11 +318,15 @@ def main() -> None:
         if name in sections:
             print(f"{title}:")
             rows += measure(score_fn, cfg)
-    if "tiny" in sections:
-        tiny = make_score_fn(TINY_MODEL)
-        for title, measure in (("speed-up vs Python loop", python_loop_rows), ("throughput vs diffrax", diffrax_rows)):
-            print(f"{title} (mlp16x1):")
-            rows += measure(tiny, cfg, "mlp16x1")
+    cheap_scores = {"tiny": ("mlp16x1", lambda: make_score_fn(TINY_MODEL)),
+                    "gmm": ("gmm2", lambda: gmm.score_fn(gmm.GaussianMixture.create(**EXACT_TARGET), PROCESS))}
+    for section, (net, make) in cheap_scores.items():
+        if section in sections:
+            cheap = make()
+            for title, measure in (("speed-up vs Python loop", python_loop_rows),
+                                   ("throughput vs diffrax", diffrax_rows)):
+                print(f"{title} ({net}):")
+                rows += measure(cheap, cfg, net)
     print()
     print_table(rows)
 

@@ -7,7 +7,7 @@ default forces. Both sides run the same Euler-Maruyama loop x <- x + (x/2 + f(x)
 `steps` steps from the start point over B seeds (the first `steps` of the run; a whole run at L = 8
 takes 5.2e5 steps, too long for the numpy side):
 
-    driver   `force_field.simulate` (one lax.scan, vmapped blocks of min(B, 128) seeds), on one XLA device
+    driver   `force_field.simulate` (one vmapped block of B / devices seeds per device), on one XLA device
              and sharded over every local device (this script, like `sample.py`, exposes one per CPU core)
     numpy    `numpy_drift` below (the same field, written for a (B, d) batch in numpy) in a Python loop
 
@@ -150,9 +150,9 @@ def main() -> None:
     meshes = {"driver 1 device": driver.seed_mesh(jax.devices()[:1]), "driver all devices": driver.seed_mesh()}
     rows = []
     for batch in cfg.batches:
-        block = min(batch, 128)
         fns = {name: (lambda m=mesh: ff.simulate(compiled, cfg.steps, key=jax.random.key(0), n_seeds=batch, sde=sde,
-                                                 mesh=m, block_size=block)[0]) for name, mesh in meshes.items()}
+                                                 mesh=m, block_size=-(-batch // m.size))[0])
+               for name, mesh in meshes.items()}
         fns["numpy"] = lambda: numpy_loop(field, compiled.start(), batch, cfg.steps, sde.step_size)
         t = median_times(fns, cfg.repeats)
         for name in meshes:

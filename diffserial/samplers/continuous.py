@@ -4,7 +4,7 @@ Each rule is a frozen dataclass with
     nfe_per_step: int                          score evaluations per step
     init_state(x) -> state                     extra carry (e.g. DPM-Solver++'s previous x0 estimate)
     step(process, score_fn, x, state, t, s, key) -> (x, state)
-and is plugged into the single `lax.scan` loop of `diffserial.samplers.driver`. `x` is ONE sample; the
+and is plugged into the single sampling loop of `diffserial.samplers.driver`. `x` is ONE sample; the
 driver vmaps over seeds. Notation: x_t | x_0 ~ N(m_t x_0, s_t^2 I); f, g the SDE coefficients;
 dt = t - s > 0; z ~ N(0, I); score = score_fn(x, t); x_t | x_s ~ N(m_{t|s} x_s, v_{t|s} I).
 

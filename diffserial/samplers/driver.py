@@ -1,4 +1,4 @@
-"""The one sampling loop: a `lax.scan` over a time grid, vmapped over seeds, optionally sharded.
+"""The one sampling loop: a loop over the steps of a time grid, vmapped over seeds, optionally sharded.
 
     x_{k+1}, state_{k+1} = rule.step(dynamics, fn, x_k, state_k, ts[k], ts[k+1], key_{i,k})
 
@@ -10,18 +10,21 @@ uses fold_in(fold_in(key_i, 1), k). Everything a seed does depends on (key, i) a
 size, chunking or device count. Only the final state is kept; `snapshot_steps` asks for copies after
 chosen steps, held in a fixed buffer (memory independent of T).
 
-Layout: the scan runs over steps; each step visits the seeds in blocks of `block_size` (a `fori_loop`
-over blocks, each block vmapped: `_blockwise`). Seed i always sits at position i mod block_size of a
-block of the same shape, so its bits do not depend on n. `shard_map` gives each device of a 1-D mesh
-the same per-device program over its own blocks, and a single device is a 1-device mesh, so both
-compile the same way.
+Layout: the seeds are split into blocks of `block_size`; a `fori_loop` visits the blocks one at a
+time and each block runs all its steps (a `lax.scan` over steps, the rule vmapped over the block's
+seeds) before the next block starts, so a step reads and writes only its own block's carry (no
+per-step slicing of the whole batch, and a block's state stays in cache). Seed i always sits at
+position i mod block_size of a block of the same shape, so its bits do not depend on n. `shard_map`
+gives each device of a 1-D mesh the same per-device program over its own blocks, and a single device
+is a 1-device mesh, so both compile the same way.
 
-Compilation: once per (dynamics, rule, shape, padded grid length, snapshot steps, block size, mesh,
-callable structure). `fn` and `init_fn` are passed as pytrees: a `jax.tree_util.Partial` over
-arrays (an exact oracle's parameters, a network's weights) is traced, so new parameter values reuse the
-program; a plain function is wrapped in a `Partial` and cached by identity. With `pad_to`, grids of any
-T <= pad_to share one program: the grid is padded and steps k >= T are skipped by a `lax.cond` whose
-predicate is the same for every seed (a real branch, not a select).
+Compilation: once per (dynamics, rule, shape, padded grid length, snapshot steps, block size, blocks
+held per device, mesh, callable structure). `fn` and `init_fn` are passed as pytrees: a
+`jax.tree_util.Partial` over arrays (an exact oracle's parameters, a network's weights) is traced, so
+new parameter values reuse the program; a plain function is wrapped in a `Partial` and cached by
+identity. The number of steps T and the number of blocks are traced values, so with `pad_to` grids of
+any T <= pad_to share one program: the grid is padded to pad_to + 1 points and the scan skips steps
+k >= T with a `lax.cond` whose predicate is the same for every seed (a real branch, not a select).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.pytrees import static_dataclass
@@ -57,67 +60,82 @@ class ProcessPrior:
         return self.process.prior_sample(key, self.shape)
 
 
-def _blockwise(fn, n_blocks, *trees):
-    """Apply the per-seed `fn` to every seed of (n_blocks, block_size, ...) trees, one vmapped block at
-    a time. The trip count `n_blocks` is a traced value: XLA cannot specialise the loop to the number
-    of blocks (it deletes a loop of one iteration, which would change fusion and the last bits)."""
-    block = jax.vmap(fn)
-    take = lambda i: jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, i, keepdims=False), trees)
-    spec = jax.eval_shape(block, *take(0))
-    out = jax.tree.map(lambda sd: jnp.zeros((trees[0].shape[0],) + sd.shape, sd.dtype), spec)
+def _blockwise(block_fn, n_blocks, held):
+    """Stack block_fn(j) for blocks j = 0..n_blocks-1 into (held, ...) arrays, one block at a time (a
+    `fori_loop`); blocks n_blocks..held-1 stay zero. The trip count `n_blocks` is a traced value: XLA
+    cannot specialise the loop to the number of blocks (it deletes a loop of one iteration, which would
+    change fusion and the last bits)."""
+    spec = jax.eval_shape(block_fn, jnp.int32(0))
+    out = jax.tree.map(lambda sd: jnp.zeros((held,) + sd.shape, sd.dtype), spec)
 
-    def body(i, out):
-        res = block(*take(i))
-        return jax.tree.map(lambda o, r: jax.lax.dynamic_update_index_in_dim(o, r, i, 0), out, res)
+    def body(j, out):
+        return jax.tree.map(lambda o, r: jax.lax.dynamic_update_index_in_dim(o, r, j, 0), out, block_fn(j))
 
     return jax.lax.fori_loop(0, n_blocks, body, out)
 
 
-@functools.partial(jax.jit, static_argnames=("dynamics", "rule", "snapshot_steps", "block_size", "mesh"))
-def _run(fn, init_fn, ts, n_steps, n_blocks, key, seeds, *, dynamics, rule, snapshot_steps, block_size, mesh):
-    """Seeds (n,) -> (final (n, ...), snapshots (n, n_snap, ...)); n a multiple of block_size x mesh size."""
+@functools.partial(jax.jit, static_argnames=("dynamics", "rule", "snapshot_steps", "block_size", "held", "mesh"))
+def _run(fn, init_fn, ts, n_steps, n_blocks, key, *, dynamics, rule, snapshot_steps, block_size, held, mesh):
+    """(final (n, ...), snapshots (n, n_snap, ...)) in (device, block, lane) order, n = mesh size x held x
+    block_size. Device d computes its blocks j < n_blocks, holding seeds (d n_blocks + j) block_size + lane
+    (see `_block_counts`); its other blocks stay zero.
 
-    def step_one(x, state, step_key, k, t, s):
-        return rule.step(dynamics, fn, x, state, t, s, jax.random.fold_in(step_key, k))
+    Each block runs all n_steps steps (a `lax.scan` over the padded grid, steps k >= n_steps skipped by
+    a `lax.cond`, reading ts[k], ts[k+1]) before the next block starts, so a step only touches its block's carry. Seed indices are computed
+    on the device from its mesh position: a call transfers no seed array.
+    """
+    slot_of_step = np.full(ts.shape[0] - 1, -1, np.int32)
+    for slot, k in enumerate(snapshot_steps):
+        slot_of_step[k - 1] = slot
 
-    def local(fn, init_fn, ts, n_steps, n_blocks, key, seeds):
-        seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, seeds).reshape(-1, block_size)
-        x = _blockwise(lambda kk: init_fn(jax.random.fold_in(kk, 0)), n_blocks, seed_keys)
-        step_keys = jax.vmap(jax.vmap(jax.random.fold_in, (0, None)), (0, None))(seed_keys, 1)
-        state = _blockwise(rule.init_state, n_blocks, x)
-        snaps = jnp.zeros((len(snapshot_steps),) + x.shape, x.dtype)
-        slot_of_step = np.full(ts.shape[0] - 1, -1, np.int32)
-        for slot, k in enumerate(snapshot_steps):
-            slot_of_step[k - 1] = slot
+    def local(fn, init_fn, ts, n_steps, n_blocks, key):
+        device = jax.lax.axis_index(mesh.axis_names[0]).astype(jnp.uint32)
+        step = jax.vmap(lambda x, state, step_key, k, t, s: rule.step(
+            dynamics, fn, x, state, t, s, jax.random.fold_in(step_key, k)), (0, 0, 0, None, None, None))
 
-        def body(carry, inputs):
-            x, state, snaps = carry
-            k, t, s, slot = inputs
-            x, state = jax.lax.cond(
-                k < n_steps,
-                lambda xs: _blockwise(lambda *a: step_one(*a, k, t, s), n_blocks, *xs),
-                lambda xs: xs[:2],
-                (x, state, step_keys))
-            if snapshot_steps:
-                snaps = jax.lax.cond(
-                    slot >= 0, lambda sn: jax.lax.dynamic_update_index_in_dim(sn, x, slot, 0),
-                    lambda sn: sn, snaps)
-            return (x, state, snaps), None
+        def run_block(j):
+            """Block j: (final x (block_size, ...), snapshots (n_snap, block_size, ...))."""
+            first_seed = (device * n_blocks.astype(jnp.uint32) + j.astype(jnp.uint32)) * block_size
+            seed_keys = jax.vmap(jax.random.fold_in, (None, 0))(
+                key, first_seed + jnp.arange(block_size, dtype=jnp.uint32))
+            x = jax.vmap(lambda kk: init_fn(jax.random.fold_in(kk, 0)))(seed_keys)
+            step_keys = jax.vmap(jax.random.fold_in, (0, None))(seed_keys, 1)
+            snaps = jnp.zeros((len(snapshot_steps),) + x.shape, x.dtype)
 
-        inputs = (jnp.arange(ts.shape[0] - 1), ts[:-1], ts[1:], jnp.asarray(slot_of_step))
-        (x, _, snaps), _ = jax.lax.scan(body, (x, state, snaps), inputs)
-        n = seeds.shape[0]
-        return x.reshape((n,) + x.shape[2:]), jnp.moveaxis(snaps, 0, 2).reshape((n, len(snapshot_steps)) + x.shape[2:])
+            def advance(k, x, state, snaps):
+                x, state = step(x, state, step_keys, k, ts[k], ts[k + 1])
+                if snapshot_steps:
+                    slot = jnp.asarray(slot_of_step)[k]
+                    snaps = jax.lax.cond(
+                        slot >= 0, lambda sn: jax.lax.dynamic_update_index_in_dim(sn, x, slot, 0),
+                        lambda sn: sn, snaps)
+                return x, state, snaps
+
+            def body(carry, k):
+                # Steps k >= n_steps (padding up to pad_to) are skipped by a real branch: the predicate
+                # is the same for every seed, so vmap does not turn it into a select.
+                carry = jax.lax.cond(k < n_steps, lambda c: advance(k, *c), lambda c: c, carry)
+                return carry, None
+
+            carry = (x, jax.vmap(rule.init_state)(x), snaps)
+            (x, _, snaps), _ = jax.lax.scan(body, carry, jnp.arange(ts.shape[0] - 1))
+            return x, snaps
+
+        x, snaps = _blockwise(run_block, n_blocks, held)
+        n = held * block_size
+        return x.reshape((n,) + x.shape[2:]), jnp.moveaxis(snaps, 1, 2).reshape((n, len(snapshot_steps)) + x.shape[2:])
 
     rep, split = PartitionSpec(), PartitionSpec(mesh.axis_names[0])
-    return jax.shard_map(local, mesh=mesh, in_specs=(rep, rep, rep, rep, rep, rep, split), out_specs=split,
-                         check_vma=False)(fn, init_fn, ts, n_steps, n_blocks, key, seeds)
+    return jax.shard_map(local, mesh=mesh, in_specs=(rep,) * 6, out_specs=split,
+                         check_vma=False)(fn, init_fn, ts, n_steps, n_blocks, key)
 
 
 def _signature(tree) -> tuple:
     """Hashable (structure, leaf shapes and dtypes) of a pytree: what tracing it depends on."""
     leaves, treedef = jax.tree.flatten(tree)
-    return treedef, tuple(jax.ShapeDtypeStruct(np.shape(v), jnp.result_type(v)) for v in leaves)
+    # A jax.Array's dtype is already canonical; result_type (slow, ~4 us a leaf) is for the rest.
+    dtype = lambda v: v.dtype if isinstance(v, jax.Array) else jnp.result_type(v)
+    return treedef, tuple(jax.ShapeDtypeStruct(np.shape(v), dtype(v)) for v in leaves)
 
 
 @functools.lru_cache(maxsize=256)
@@ -189,10 +207,9 @@ def run_chain(
     ts = np.asarray(ts, np.float32)
     steps = len(ts) - 1
     padded = np.concatenate([ts, np.full(((pad_to or steps) - steps,), ts[-1], np.float32)])
-    seeds, n_blocks, held = _seed_layout(n_seeds, block_size, mesh.size)
-    seeds = jax.device_put(seeds, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))
-    outputs = _run(fn, init_fn, padded, np.int32(steps), np.int32(n_blocks), key, seeds, dynamics=dynamics,
-                   rule=rule, snapshot_steps=snapshot_steps, block_size=int(block_size), mesh=mesh)
+    n_blocks, held = _block_counts(int(n_seeds), int(block_size), mesh.size)
+    outputs = _run(fn, init_fn, padded, np.int32(steps), np.int32(n_blocks), key, dynamics=dynamics, rule=rule,
+                   snapshot_steps=snapshot_steps, block_size=int(block_size), held=held, mesh=mesh)
     return _unpad(outputs, n_seeds=int(n_seeds), n_devices=mesh.size, held=held, per_device=n_blocks,
                   block_size=int(block_size))
 
@@ -239,20 +256,15 @@ def sample_with_snapshots(
                      mesh=mesh, block_size=block_size, pad_to=pad_to)
 
 
-@functools.lru_cache(maxsize=64)
-def _seed_layout(n_seeds: int, block_size: int, n_devices: int) -> tuple[np.ndarray, int, int]:
-    """Seed indices laid out as (device, block, lane), the number of blocks each device computes, and
-    the number it holds.
+def _block_counts(n_seeds: int, block_size: int, n_devices: int) -> tuple[int, int]:
+    """(blocks each device computes, blocks it holds): ceil(n_seeds / (block_size n_devices)) and at least 2.
 
-    Every device holds at least two blocks, the second one possibly unused: XLA specialises arrays
-    with a dimension of size 1 (and would then round differently from a run with more blocks).
+    Device d computes seeds d per_device block_size + (0 .. per_device block_size - 1). Every device
+    holds at least two blocks, the second one possibly unused: XLA specialises arrays with a dimension
+    of size 1 (and would then round differently from a run with more blocks).
     """
     per_device = -(-n_seeds // (block_size * n_devices))
-    held = max(per_device, 2)
-    base = (np.arange(n_devices)[:, None] * per_device + np.arange(held)[None, :]) * block_size
-    seeds = (base[:, :, None] + np.arange(block_size)).astype(np.uint32)  # blocks >= per_device: unused
-    seeds.setflags(write=False)
-    return seeds.reshape(-1), per_device, held
+    return per_device, max(per_device, 2)
 
 
 @functools.partial(jax.jit, static_argnames=("n_seeds", "n_devices", "held", "per_device", "block_size"))
