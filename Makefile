@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/python sample.py --workdir runs/gmm_convergence
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
