@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.study = "parity_learned"
     c.seed = 0
     c.train = parity_train.get_config()  # n, model, optimizer of each training run
+    c.model_fields = parity_train.MODELS  # the fields of each network name in c.models
     c.models = ("transformer",)  # each trained into WORKDIR/train_NAME (transformer | looped | recurrent)
     c.train_steps = 3000
     c.checkpoint = ""  # a train.py workdir of task masked_parity: study its model instead of training

@@ -4,8 +4,8 @@ then the odd-parity rate and exact TV vs steps for ancestral, remasking and revi
 The exact oracle p(x_0^i | x_t) of `parity_convergence` is the reference ("exact"): without remasking or
 revision its ancestral sampler has TV = q/2 > 0 at every fixed T (Thm 4.5 of the summary), and the
 samplers that can revise or remask reach D_n in a few steps. The question here is whether a trained
-fixed-depth Transformer (or a looped / recurrent network, `configs/parity_train.py:MODEL`) behaves like the
-oracle. For each name in config.models the study trains `configs/parity_train.py:NAME` for
+fixed-depth Transformer (or a looped / recurrent network) behaves like the oracle. For each name in
+config.models the study trains config.train with that network (fields config.model_fields[NAME]) for
 config.train_steps steps into WORKDIR/train_NAME (resuming if already there), or uses the model of
 config.checkpoint (a train.py workdir). Rows, plots and tables are those of `parity_convergence`, with
 predictor = "exact" or the model's name.
@@ -39,13 +39,13 @@ def predictors(config: ml_collections.ConfigDict) -> list[str]:
 
 def _train_config(config: ml_collections.ConfigDict, model: str) -> ml_collections.ConfigDict:
     """config.train with total_steps = config.train_steps and, for a model other than config.train's,
-    that model's default fields (`configs/parity_train.py`)."""
-    from configs import parity_train
-
+    that model's fields from config.model_fields[model]."""
     c = ml_collections.ConfigDict(config.train.to_dict())
     c.total_steps = config.train_steps
     if model != c.model.name:
-        c.model = parity_train.get_config(model).model
+        if model not in config.model_fields:
+            raise ValueError(f"unknown model {model!r}; valid: {', '.join(config.model_fields)}")
+        c.model = ml_collections.ConfigDict(config.model_fields[model])
     return c
 
 

@@ -214,6 +214,8 @@ def _place(tree: Any, sharding: NamedSharding) -> Any:
     GLOBAL value, which must be (and is checked by jax to be) identical on every process: right for
     the replicated state built from the same seed everywhere; for the batch, a process either passes
     the whole global batch or, cheaper, only its rows assembled by `distributed.global_batch`."""
+    if _is_placed(tree, sharding):  # e.g. the state a step returned: a device_put costs ~25 us a leaf
+        return tree
     if sharding.is_fully_addressable:
         return jax.device_put(tree, sharding)
     return jax.tree.map(lambda x: _place_global(x, sharding), tree)
@@ -239,10 +241,7 @@ def make_shard_map_step(
         _batch_size(batch, len(devices))
         # Place inputs as the program expects (a no-op for the state returned by the previous step), so
         # the first call and later calls see the same input shardings and compile once.
-        # A device_put of an already placed state still costs ~25 us a leaf on the host: skip it.
-        if not _is_placed(state, replicated):
-            state = _place(state, replicated)
-        return mapped(state, _place(batch, split))
+        return mapped(_place(state, replicated), _place(batch, split))
 
     run.mesh = mesh
     return run
