@@ -11,6 +11,9 @@ driver, `schedule` ignored), and a number of rounds `n_rounds`, each round one s
     circuits.circuit_cot(c)        Thm 3.1: a depth-d layered circuit in d rounds, one layer per round.
     circuits.circuit_remask(c)     Thm 3.2: the same in d rounds on 2 (width + clock) positions.
 
+Not a construction of that paper: `sudoku_propagation.SudokuPropagation(rounds)` is a fixed-depth
+(r rounds of constraint propagation) Sudoku predictor for the Sudoku decoding study.
+
 `common.run_rounds` scans a rule over its rounds without the driver (tests, small studies).
 """
 

@@ -27,10 +27,10 @@ from diffserial.studies import report
 def studies() -> dict[str, types.ModuleType]:
     """The registry of studies, by config.study name (imported lazily: no work at import)."""
     from diffserial.studies import gmm_convergence, gmm_learned, parity_convergence, parity_learned, pinball
-    from diffserial.studies import serial_accuracy
+    from diffserial.studies import serial_accuracy, sudoku_decoding
 
     return {m.STUDY: m for m in (gmm_convergence, gmm_learned, parity_convergence, parity_learned, pinball,
-                                 serial_accuracy)}
+                                 serial_accuracy, sudoku_decoding)}
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dict:
