@@ -129,9 +129,10 @@ def describe(work: Workload) -> str:
 
 
 def make_step(work: Workload, devices=None):
-    """The benchmarked step: make_shard_map_step with AdamW, EMA 0.999 and the lr schedule."""
+    """The benchmarked step, as train.py builds it: make_shard_map_step with the flattened AdamW, EMA 0.999,
+    the lr schedule and the state donated."""
     return make_shard_map_step(work.loss_fn, make_optimizer(OPT_CONFIG), ema_decay=OPT_CONFIG.ema_decay,
-                               devices=devices, noise=work.noise, schedule=make_schedule(OPT_CONFIG))
+                               devices=devices, noise=work.noise, schedule=make_schedule(OPT_CONFIG), donate=True)
 
 
 def initial_state(work: Workload) -> TrainState:
@@ -148,8 +149,9 @@ def bare_call(work: Workload):
 
 def chained_call(step: Callable, state: Any, batch: Any):
     """A thunk calling step(state, batch) -> (state, out), each call on the state the previous call
-    returned, as a training loop does."""
-    carry = [state]
+    returned, as a training loop does; it starts from a copy of `state` (a donating step consumes its
+    input, and several thunks start from the same state)."""
+    carry = [jax.tree.map(jnp.copy, state)]
 
     def call():
         carry[0], out = step(carry[0], batch)
@@ -202,19 +204,16 @@ def shard_map_program(work: Workload, mesh, optimizer: optax.GradientTransformat
 
 
 def what_if_calls(work: Workload, mesh) -> dict[str, Callable]:
-    """Thunks of the step's shard_map program called without the host wrapper, on placed inputs: as is
-    (what skipping device_put of an already placed state would give), with the state donated, and
-    donated with the update on one flat parameter vector (optax.flatten: a few large kernels instead of
-    several per leaf)."""
+    """Thunks of the step's shard_map program called without the host wrapper, on placed inputs: as
+    train.py runs it (flattened AdamW, state donated), without donation, and with the optimizer not
+    flattened (per-leaf moments: several small kernels per leaf)."""
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     batch = jax.device_put(work.batch, split)
     calls = {}
-    for name, optimizer, donate in (("shard_map program", make_optimizer(OPT_CONFIG), False),
-                                    ("  + donated state", make_optimizer(OPT_CONFIG), True),
-                                    ("  + donated, optax.flatten", optax.flatten(make_optimizer(OPT_CONFIG)), True)):
+    for name, flatten, donate in (("shard_map program", True, True), ("  not donated", True, False),
+                                  ("  optimizer not flattened", False, True)):
+        optimizer = make_optimizer(OPT_CONFIG, flatten=flatten)
         state = jax.device_put(TrainState.create(work.params, optimizer, jax.random.key(2)), replicated)
-        if donate:  # the first call consumes these buffers: copies, not the workload's own parameters
-            state = jax.tree.map(jnp.copy, state)
         calls[name] = chained_call(shard_map_program(work, mesh, optimizer, donate), state, batch)
     return calls
 
@@ -262,7 +261,8 @@ def training_loop(step: Callable, state: TrainState, batch: Any, n_steps: int, *
     """n_steps of `step` as train.py runs them (non-finite check, a host sync, after each step); with a
     manager, an async checkpoint.save of saved(state) every `every` steps (step numbers first_step + s)
     and a final checkpoint.wait. Appends (seconds inside save() calls, seconds inside wait()) to
-    `blocked` when given."""
+    `blocked` when given. Starts from a copy of `state` (the step donates its input)."""
+    state = jax.tree.map(jnp.copy, state)
     in_save = 0.0
     for s in range(1, n_steps + 1):
         state, metrics = step(state, batch)

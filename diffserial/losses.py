@@ -95,41 +95,32 @@ def score_fn_from_eps(eps_fn: Callable[[Array, Array], Array], process: LinearGa
     return jax.tree_util.Partial(_eps_score, eps_fn, process)
 
 
-def dsm_loss(
+def dsm_noise(key: Array, shape: tuple[int, ...], t_min: float = 1e-3, dtype=jnp.float32) -> tuple[Array, Array]:
+    """The DSM loss's draw for a batch of `shape` (B, ...): `key_t, key_z = split(key)`,
+    t = t_min + (1 - t_min) U(key_t, (B,)),  z = N(key_z, shape)."""
+    key_t, key_z = jax.random.split(key)
+    t = t_min + (1.0 - t_min) * jax.random.uniform(key_t, (shape[0],))
+    return t, jax.random.normal(key_z, shape, dtype)
+
+
+def dsm_objective(
     apply_fn: ApplyFn,
     params: Any,
     process: LinearGaussianSDE,
-    x0_batch: Array,
-    key: Array,
+    x0: Array,
+    t: Array,
+    z: Array,
     *,
     parameterization: str = "eps",
     weighting: str = "sigma2",
-    t_min: float = 1e-3,
 ) -> tuple[Array, dict]:
-    """Denoising score matching loss (see the module docstring for the equations and sampling rule).
+    """The DSM loss for given times t (B,) and noise z (shape of x0), one network call on the batch:
 
-    apply_fn(params, x_t (B, ...), t (B,)) -> (B, ...): the noise eps (parameterization "eps") or the
-    score (parameterization "score"). weighting: "sigma2" (default; with "eps" the loss is
-    ||eps_theta - z||^2), "likelihood" (g(t)^2) or "uniform" (1), always in score space.
-    Per-example loss summed over dimensions, then averaged over the batch.
+        x_t = m_t x0 + s_t z,   loss_i = lambda(t_i) || score_theta(x_t, t_i) + z_i / s_{t_i} ||^2
 
-    Returns (loss, aux) with aux = {"per_example": (B,), "t": (B,)}.
+    (for "eps", (lambda / s^2) || eps_theta - z ||^2). Returns (mean_i loss_i, {"per_example", "t"}).
+    Arguments are checked by `dsm_loss`, which draws (t, z) with `dsm_noise` and calls this.
     """
-    if parameterization not in PARAMETERIZATIONS:
-        raise ValueError(f"unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
-    t_min = _check_t_min(t_min)
-    if not isinstance(process, LinearGaussianSDE):
-        raise ValueError(f"process must be a LinearGaussianSDE; got {process!r}")
-    x0 = jnp.asarray(x0_batch)
-    if x0.ndim < 2 or not jnp.issubdtype(x0.dtype, jnp.floating):
-        raise ValueError(f"x0_batch must be a floating array of shape (B, ...); got {x0.dtype} {x0.shape}")
-
-    batch = x0.shape[0]
-    key_t, key_z = jax.random.split(key)
-    t = t_min + (1.0 - t_min) * jax.random.uniform(key_t, (batch,))
-    z = jax.random.normal(key_z, x0.shape, x0.dtype)
     m, s = process.marginal(t)
     x_t = _per_example(m, x0.ndim) * x0 + _per_example(s, x0.ndim) * z
     out = apply_fn(params, x_t, t)
@@ -152,6 +143,46 @@ def dsm_loss(
         target = -z / _per_example(s, x0.ndim)
         per_example = lam * jnp.sum((out - target) ** 2, axis=axes)
     return jnp.mean(per_example), {"per_example": per_example, "t": t}
+
+
+def check_dsm_args(process, x0_batch, parameterization: str, weighting: str, t_min) -> tuple[Array, float]:
+    """Validate dsm_loss's arguments (ValueError naming the argument); returns (x0 as an array, t_min)."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise ValueError(f"unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)}")
+    t_min = _check_t_min(t_min)
+    if not isinstance(process, LinearGaussianSDE):
+        raise ValueError(f"process must be a LinearGaussianSDE; got {process!r}")
+    x0 = jnp.asarray(x0_batch)
+    if x0.ndim < 2 or not jnp.issubdtype(x0.dtype, jnp.floating):
+        raise ValueError(f"x0_batch must be a floating array of shape (B, ...); got {x0.dtype} {x0.shape}")
+    return x0, t_min
+
+
+def dsm_loss(
+    apply_fn: ApplyFn,
+    params: Any,
+    process: LinearGaussianSDE,
+    x0_batch: Array,
+    key: Array,
+    *,
+    parameterization: str = "eps",
+    weighting: str = "sigma2",
+    t_min: float = 1e-3,
+) -> tuple[Array, dict]:
+    """Denoising score matching loss (see the module docstring for the equations and sampling rule).
+
+    apply_fn(params, x_t (B, ...), t (B,)) -> (B, ...): the noise eps (parameterization "eps") or the
+    score (parameterization "score"). weighting: "sigma2" (default; with "eps" the loss is
+    ||eps_theta - z||^2), "likelihood" (g(t)^2) or "uniform" (1), always in score space.
+    Per-example loss summed over dimensions, then averaged over the batch.
+
+    Returns (loss, aux) with aux = {"per_example": (B,), "t": (B,)}.
+    """
+    x0, t_min = check_dsm_args(process, x0_batch, parameterization, weighting, t_min)
+    t, z = dsm_noise(key, x0.shape, t_min, x0.dtype)
+    return dsm_objective(apply_fn, params, process, x0, t, z, parameterization=parameterization, weighting=weighting)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -251,7 +282,10 @@ __all__ = [
     "PARAMETERIZATIONS",
     "WEIGHTINGS",
     "antithetic_times",
+    "check_dsm_args",
     "dsm_loss",
+    "dsm_noise",
+    "dsm_objective",
     "eps_to_score",
     "masked_nelbo",
     "score_fn_from_eps",

@@ -10,8 +10,8 @@ checkpoint, loop; and `load_trained(workdir)` for samplers and studies.
   (`distributed.global_batch`). Everything is a function of (config.seed, step): a resumed or
   re-sharded run sees the same data.
 - update: `train_step` with noise="example" under jit(shard_map) (config.parallel = "shard_map", the
-  default) or jax.pmap ("pmap"); gradients averaged with pmean over "data". A non-finite loss or gradient
-  stops the run with FloatingPointError naming the step; that step's update is never applied or saved.
+  default) or jax.pmap ("pmap"); gradients averaged with pmean over "data"; the state's buffers are
+  donated to the next state (updated in place). A non-finite loss or gradient stops the run with FloatingPointError naming the step; that step's update is never applied or saved.
 - checkpoint: orbax, async, keep the latest config.keep_checkpoints, every config.checkpoint_every steps
   and at the end; the run resumes from the latest committed step in WORKDIR/checkpoints.
 - loop: tqdm on process 0; process 0 writes WORKDIR/metrics.jsonl and TensorBoard scalars
@@ -103,7 +103,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
     state = _initial_state(task, config, optimizer)
 
     # --- update -----------------------------------------------------------------------------------
-    common = dict(ema_decay=opt_config.ema_decay, noise="example", schedule=opt_lib.make_schedule(opt_config))
+    common = dict(ema_decay=opt_config.ema_decay, noise="example", schedule=opt_lib.make_schedule(opt_config),
+                  donate=True)  # the loop threads the state through: update it in place
     if config.parallel == "shard_map":
         step_fn = step_lib.make_shard_map_step(task.loss_fn, optimizer, devices=list(mesh.devices), **common)
         batch_at = lambda s: distributed.global_batch(local_batch_at(s), mesh)

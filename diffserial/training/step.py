@@ -54,7 +54,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from diffserial.losses import dsm_loss
+from diffserial.losses import check_dsm_args, dsm_loss, dsm_noise, dsm_objective
 from diffserial.training.optimizer import _check_decay, ema_decay_at, ema_update
 
 Array = jax.Array
@@ -229,12 +229,19 @@ def make_shard_map_step(
     devices: Sequence[jax.Device] | None = None,
     noise: str = "device",
     schedule: Callable[[Array], Array] | None = None,
+    donate: bool = False,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
-    """(state, global_batch) -> (state, metrics): jit(shard_map(train_step)) over Mesh(devices, ("data",))."""
+    """(state, global_batch) -> (state, metrics): jit(shard_map(train_step)) over Mesh(devices, ("data",)).
+
+    donate=True donates the input state's buffers to the output state (updates in place, no copy of
+    the state per step): the caller must not use the state it passed in afterwards (a training loop
+    that threads the state through does not).
+    """
     devices = list(jax.devices() if devices is None else devices)
     step = _partial_step(loss_fn, optimizer, ema_decay, noise, schedule)
     mesh = Mesh(np.asarray(devices), ("data",))
-    mapped = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P(), P())))
+    mapped = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P(), P())),
+                     donate_argnums=(0,) if donate else ())
     replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
 
     def run(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
@@ -275,12 +282,14 @@ def make_pmap_step(
     devices: Sequence[jax.Device] | None = None,
     noise: str = "device",
     schedule: Callable[[Array], Array] | None = None,
+    donate: bool = False,
 ) -> Callable[[TrainState, Any], tuple[TrainState, dict]]:
-    """(replicated state, global_batch) -> (replicated state, device-0 metrics): pmap(train_step)."""
+    """(replicated state, global_batch) -> (replicated state, device-0 metrics): pmap(train_step);
+    donate as in `make_shard_map_step`."""
     devices = list(jax.local_devices() if devices is None else devices)
     n = len(devices)
     step = _partial_step(loss_fn, optimizer, ema_decay, noise, schedule)
-    mapped = jax.pmap(step, axis_name="data", devices=devices)
+    mapped = jax.pmap(step, axis_name="data", devices=devices, donate_argnums=(0,) if donate else ())
 
     def run(state: TrainState, batch: Any) -> tuple[TrainState, dict]:
         b = _batch_size(batch, n)
@@ -294,28 +303,27 @@ def make_pmap_step(
 # --------------------------------------------------------------------------------------------------
 # Loss adapter
 # --------------------------------------------------------------------------------------------------
-def dsm_batch_loss(apply_fn, process, *, per_example_noise: bool = False, **dsm_kwargs) -> LossFn:
+def dsm_batch_loss(apply_fn, process, *, per_example_noise: bool = False, parameterization: str = "eps",
+                   weighting: str = "sigma2", t_min: float = 1e-3) -> LossFn:
     """`losses.dsm_loss` as a step loss `(params, batch, key) -> (loss, aux)`, batch = {"x": (B, ...),
     optionally "index": (B,) global example indices}.
 
-    per_example_noise=False: dsm_loss(apply_fn, params, process, batch["x"], key, **dsm_kwargs).
-    per_example_noise=True (use with train_step's noise="example"): example i's (t, z) come from
-    dsm_loss's sampling rule applied to the single example with key fold_in(key, batch["index"][i]);
-    the loss is the mean of those per-example losses, so it depends on the batch split only through
-    float reduction order.
+    per_example_noise=False: dsm_loss(apply_fn, params, process, batch["x"], key, ...).
+    per_example_noise=True (use with train_step's noise="example"): example i's (t_i, z_i) are
+    `losses.dsm_noise` drawn for the single example with key fold_in(key, batch["index"][i]) (the draw
+    dsm_loss would make for a batch of one), then the network runs once on the whole batch
+    (`losses.dsm_objective`); the loss is the mean of the per-example losses, so it depends on the
+    batch split only through float reduction order.
     """
+    kwargs = dict(parameterization=parameterization, weighting=weighting)
     if not per_example_noise:
-        return lambda params, batch, key: dsm_loss(apply_fn, params, process, batch["x"], key, **dsm_kwargs)
+        return lambda params, batch, key: dsm_loss(apply_fn, params, process, batch["x"], key, t_min=t_min, **kwargs)
 
     def loss_fn(params, batch, key):
+        x0, t_min_ = check_dsm_args(process, batch["x"], parameterization, weighting, t_min)
         keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch["index"])
-
-        def one(k, x):
-            _, aux = dsm_loss(apply_fn, params, process, x[None], k, **dsm_kwargs)
-            return aux["per_example"][0], aux["t"][0]
-
-        per_example, t = jax.vmap(one)(keys, batch["x"])
-        return jnp.mean(per_example), {"per_example": per_example, "t": t}
+        t, z = jax.vmap(lambda k: dsm_noise(k, (1,) + x0.shape[1:], t_min_, x0.dtype))(keys)
+        return dsm_objective(apply_fn, params, process, x0, t[:, 0], z[:, 0], **kwargs)
 
     return loss_fn
 
