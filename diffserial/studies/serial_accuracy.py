@@ -27,6 +27,11 @@ with a 95% Clopper-Pearson interval; `best_constant` = the frequency of the most
 same prompts (the accuracy of the best constant guess: 1/2 for parity, ~1/120 for S5).
 Every family and sampler at a given n sees the same prompts (the evaluation key depends on n only), so the
 comparisons are paired.
+
+The summary states, per task, whether a size cliff was found (`cliff`): with the first sampler at T = G, the
+fixed-depth transformer is above chance (accuracy_lo > best_constant) at the smallest n and at chance at the
+largest, while the cot family -- the same network given one computation layer per cot block -- is still
+above chance at the largest n.
 """
 
 from __future__ import annotations
@@ -228,10 +233,51 @@ def _plateau(group: list[dict]) -> int:
     return min(r["steps"] for r in group if r["accuracy_hi"] >= best)
 
 
+def above_chance(row: dict) -> bool:
+    """True when the accuracy is significantly above the best constant guess: its 95% interval's lower end
+    accuracy_lo > best_constant (so "at chance" = the interval reaches down to the constant's accuracy)."""
+    return row["accuracy_lo"] > row["best_constant"]
+
+
+def final_rows(rows: list[dict], sampler: str) -> dict[tuple[str, int, str], dict]:
+    """(task, n, family) -> the row of `sampler` at the most steps measured (T = G)."""
+    out = {}
+    for r in rows:
+        key = (r["task"], r["n"], r["family"])
+        if r["sampler"] == sampler and (key not in out or r["steps"] > out[key]["steps"]):
+            out[key] = r
+    return out
+
+
+def cliff(rows: list[dict], task: str, sampler: str) -> dict:
+    """The size cliff of `task` under `sampler` at T = G, between the smallest and the largest n measured: per
+    family and end, the accuracy, its interval's lower end and `above_chance`; the best constant per end; and
+    `found` = the fixed-depth transformer is above chance at the smallest n but not at the largest, while the
+    cot family (the same network, one computation layer per cot block) is above chance at the largest n.
+    `found` is None when a single size was measured or the transformer or cot family is missing."""
+    final = final_rows([r for r in rows if r["task"] == task], sampler)
+    sizes = sorted({n for _, n, _ in final})
+    ends = {"small": sizes[0], "large": sizes[-1]}
+    families = {}
+    for family in dict.fromkeys(f for _, _, f in final):
+        families[family] = {}
+        for end, n in ends.items():
+            r = final.get((task, n, family))
+            families[family][end] = None if r is None else {
+                "accuracy": r["accuracy"], "accuracy_lo": r["accuracy_lo"], "above_chance": above_chance(r)}
+    constant = {end: next(r["best_constant"] for (_, m, _), r in final.items() if m == n) for end, n in ends.items()}
+    fixed, cot = families.get("transformer", {}), families.get("cot", {})
+    known = len(sizes) > 1 and all(fam.get(end) for fam in (fixed, cot) for end in ends)
+    found = (fixed["small"]["above_chance"] and not fixed["large"]["above_chance"]
+             and cot["large"]["above_chance"]) if known else None
+    return {"sampler": sampler, "small_n": ends["small"], "large_n": ends["large"], "best_constant": constant,
+            "families": families, "found": found}
+
+
 def summarize(rows: list[dict]) -> dict:
     """Per (task, n, family, sampler): accuracy by T, the plateau (fewest T within the 95% interval of the
     best accuracy), the accuracy at T = G and the best-constant baseline; per (task, family, sampler): the
-    accuracy at T = G by n (the cliff, or its absence)."""
+    accuracy at T = G by n; per task: the `cliff` (first sampler) between the smallest and the largest n."""
     by_point, by_n = {}, {}
     for key, group in sorted(report.group_by(rows, "task", "n", "family", "sampler").items()):
         group = sorted(group, key=lambda r: r["steps"])
@@ -242,7 +288,9 @@ def summarize(rows: list[dict]) -> dict:
             "final_loss": group[-1]["final_loss"]}
         task, n, family, sampler = key
         by_n.setdefault(f"{task}/{family}/{sampler}", {})[str(n)] = group[-1]["accuracy"]
-    return {"study": STUDY, "by_point": by_point, "accuracy_vs_n": by_n}
+    sampler = rows[0]["sampler"]
+    cliffs = {task: cliff(rows, task, sampler) for task in dict.fromkeys(r["task"] for r in rows)}
+    return {"study": STUDY, "by_point": by_point, "accuracy_vs_n": by_n, "cliff": cliffs}
 
 
 def plot(rows: list[dict], workdir: str) -> list[str]:
@@ -321,7 +369,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
     return names
 
 
-def table(rows: list[dict], summary: dict) -> str:
+def _point_table(rows: list[dict], summary: dict) -> str:
     """One line per (task, n, family, sampler): accuracy at each T, the plateau, the baseline, the loss."""
     steps = sorted({r["steps"] for r in rows})
     lines = []
@@ -337,6 +385,44 @@ def table(rows: list[dict], summary: dict) -> str:
             "training NELBO):\n" + report.format_table(lines, cols))
 
 
-__all__ = ["FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "clopper_pearson", "loops_for",
-           "measure", "plot", "points", "run", "runs", "sample", "steps_for", "summarize", "table", "task_args",
-           "train_config", "validate"]
+def _size_table(rows: list[dict], sampler: str) -> str:
+    """One line per (task, n): each family's accuracy at T = G under `sampler` (* = not above chance), the
+    cot family's accuracy at T = 1 (all positions revealed in one step), and the best constant."""
+    final = final_rows(rows, sampler)
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    cot_one = {(r["task"], r["n"]): r for r in rows if r["family"] == "cot" and r["sampler"] == sampler
+               and r["steps"] == 1}
+    lines = []
+    for task, n in dict.fromkeys((t, m) for t, m, _ in final):
+        line = {"task": task, "n": n, "const": next(r["best_constant"] for (t, m, _), r in final.items()
+                                                     if (t, m) == (task, n))}
+        for family in families:
+            r = final.get((task, n, family))
+            line[family] = None if r is None else f"{r['accuracy']:.3f}" + ("" if above_chance(r) else "*")
+        if (task, n) in cot_one:
+            line["cot T=1"] = f"{cot_one[task, n]['accuracy']:.3f}"
+        lines.append(line)
+    cols = ["task", "n"] + families + (["cot T=1"] if cot_one else []) + ["const"]
+    return (f"exact accuracy at T = G ({sampler}; * = 95% interval reaches the best constant guess):\n"
+            + report.format_table(lines, cols))
+
+
+def _cliff_line(task: str, c: dict) -> str:
+    """One sentence per task: whether the cliff was found, with each family's accuracy at the two ends."""
+    verdict = {True: "cliff found", False: "no cliff", None: "cliff undetermined"}[c["found"]]
+    ends = "; ".join(f"{family} {v['small']['accuracy']:.3f} -> {v['large']['accuracy']:.3f}"
+                     for family, v in c["families"].items() if v["small"] and v["large"])
+    return (f"{task}: {verdict} (n = {c['small_n']} -> {c['large_n']}, {c['sampler']} at T = G: {ends}; "
+            f"best constant {c['best_constant']['small']:.3f} -> {c['best_constant']['large']:.3f})")
+
+
+def table(rows: list[dict], summary: dict) -> str:
+    """The per-point table, the per-size table of the first sampler, and one cliff verdict per task."""
+    sampler = rows[0]["sampler"]
+    cliffs = "\n".join(_cliff_line(task, c) for task, c in summary["cliff"].items())
+    return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), cliffs])
+
+
+__all__ = ["FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
+           "clopper_pearson", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs", "sample",
+           "steps_for", "summarize", "table", "task_args", "train_config", "validate"]

@@ -120,3 +120,31 @@ def test_bad_training_config_and_scale():
         serial_config.get_config("huge")
     paper = serial_config.get_config("paper")
     assert max(paper.sizes) > max(serial_config.get_config().sizes) and paper.train_steps > 10_000
+
+
+def _row(n, family, steps, accuracy, const=0.5, sampler="topk_confidence", seeds=1000):
+    lo, hi = serial_accuracy.clopper_pearson(round(accuracy * seeds), seeds)
+    return {"task": "parity", "n": n, "family": family, "sampler": sampler, "steps": steps, "accuracy": accuracy,
+            "accuracy_lo": lo, "accuracy_hi": hi, "best_constant": const, "generated_len": steps,
+            "final_loss": 0.1}
+
+
+def _cliff_rows(cot_large):
+    """Transformer 1.0 -> chance, cot 1.0 -> cot_large at T = G = 9 (0.5 at T = 1), ancestral all at chance."""
+    rows = [_row(4, "transformer", 1, 1.0), _row(8, "transformer", 1, 0.5), _row(4, "cot", 1, 1.0),
+            _row(4, "cot", 5, 1.0), _row(8, "cot", 1, 0.5), _row(8, "cot", 9, cot_large)]
+    return rows + [{**r, "sampler": "ancestral", "accuracy": 0.5, "accuracy_lo": 0.45} for r in rows]
+
+
+@pytest.mark.parametrize("cot_large, found", [(0.99, True), (0.52, False)])
+def test_cliff_verdict_and_tables(cot_large, found):
+    rows = _cliff_rows(cot_large)
+    summary = serial_accuracy.summarize(rows)
+    c = summary["cliff"]["parity"]
+    assert (c["small_n"], c["large_n"], c["sampler"], c["found"]) == (4, 8, "topk_confidence", found)
+    assert c["families"]["cot"]["large"]["accuracy"] == cot_large  # T = G, not T = 1
+    assert not c["families"]["transformer"]["large"]["above_chance"]
+    text = serial_accuracy.table(rows, summary)
+    assert ("cliff found" if found else "no cliff") in text and "0.500*" in text
+    single = serial_accuracy.cliff([r for r in rows if r["family"] != "cot"], "parity", "topk_confidence")
+    assert single["found"] is None
