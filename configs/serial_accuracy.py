@@ -1,5 +1,6 @@
 """Serial tasks with learned masked-diffusion models: exact accuracy vs sampling steps T and vs size n for a
-fixed-depth, a looped, a recurrent and a chain-of-thought model (`diffserial.studies.serial_accuracy`).
+fixed-depth, a looped, a recurrent and a chain-of-thought model, and a fixed-depth continuous diffusion over the
+quantized answer (`diffserial.studies.serial_accuracy`).
 
     python sample.py --config configs/serial_accuracy.py --workdir runs/serial_accuracy          # small default
     python sample.py --config configs/serial_accuracy.py:paper --workdir runs/serial_paper       # accelerator
@@ -32,7 +33,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     # s5: NC1-complete word problem (its 120 x 120 table is not learned in a CPU budget); also circuit_value, ...
     c.tasks = ("parity", "s5") if paper else ("parity",)
     c.sizes = (4, 8, 16, 32) if paper else (4, 8)
-    c.families = ("transformer", "looped", "recurrent", "cot")
+    c.families = ("transformer", "looped", "recurrent", "cot", "continuous")
     c.loops_per_n = 0.5  # looped family: loops = max(1, ceil(loops_per_n * n))
     c.circuit_width = 4  # circuit_value: inputs and gates per layer (n = depth)
     c.ca_width = 8  # rule110: row width (n = automaton steps)
@@ -50,6 +51,11 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.train.checkpoint_every = 5000 if paper else 10_000
     c.train_steps = 50_000 if paper else 2000
     c.samplers = ("topk_confidence", "ancestral")  # confidence-ordered and ancestral (MDLM) masked samplers
+    # family "continuous": continuous diffusion over the quantized answer (paper appendix F.1), sampled at every T
+    # in c.steps by these samplers of diffserial.samplers.continuous
+    c.continuous_samplers = ("ancestral", "dpm_solver_pp_2m")
+    # its DSM training needs more steps: at 2000 it ignores the prompt (chance on 4-bit parity), at 8000 it learns it
+    c.continuous_train_steps = 50_000 if paper else 8000
     c.schedule = "linear"
     c.steps = (1, 2, 4, 8, 16, 32, 64)  # clipped to G = generated positions; G itself is always measured
     c.n_seeds = 16384 if paper else 2048

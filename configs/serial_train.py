@@ -5,6 +5,7 @@
     python train.py --config configs/serial_train.py:looped --workdir runs/s5_looped          # or :recurrent
     python train.py --config configs/serial_train.py --config.task_args.n=16 --config.cot=True ...
     python train.py --config configs/serial_train.py:transformer,circuit_value --workdir runs/cvp_train
+    python train.py --config configs/serial_train.py:transformer,parity --config.task=serial_continuous ...  # F.1
 
 The argument after ":" is MODEL or MODEL,TASK: MODEL picks the network (transformer | looped | recurrent;
 config.model holds that module's attributes, `training.tasks.MASKED_MODELS`), TASK the serial task and its
@@ -39,4 +40,5 @@ def get_config(arg: str = "transformer") -> ml_collections.ConfigDict:
     c.serial_task = task  # a name in diffserial.serial_tasks.TASKS (sudoku is host-side: not trainable here)
     c.task_args = ml_collections.ConfigDict(TASK_ARGS[task])  # the task's size arguments
     c.cot = False  # train on [prompt, cot, answer] instead of [prompt, answer]
+    c.process = "vp_linear"  # forward SDE of --config.task=serial_continuous (the masked task ignores it)
     return c

@@ -8,4 +8,7 @@
                                  parameters fixed), optional input injection; MaskedTransformer's interface
     recurrent.RecurrentPredictor stacked bidirectional GRU (flax nn.RNN + nn.GRUCell): serial depth grows with L;
                                  MaskedTransformer's interface
+    continuous_answer.ContinuousAnswerTransformer  fixed-depth Transformer predicting the noise of a continuous
+                                 (+-1 binary-coded) answer given prompt tokens: continuous diffusion over a
+                                 quantized answer; continuous_answer.BinaryCode encodes and decodes tokens
 """

@@ -13,6 +13,15 @@ each sampler of config.samplers at T steps, and scores the sampled answer with t
     recurrent     bidirectional GRU (RecurrentPredictor): serial depth grows with the length
     cot           the fixed-depth transformer                            [prompt, cot, answer]
                   (one layer of the computation -- a prefix product, a circuit layer -- per cot block)
+    continuous    fixed-depth ContinuousAnswerTransformer (config.models.transformer), a continuous diffusion
+                  over the quantized answer (paper appendix F.1; training task "serial_continuous", forward
+                  process config.train.process)
+
+The continuous family is sampled by `studies.serial_continuous.sample_sequences` with the continuous samplers
+config.continuous_samplers (`samplers.continuous.SAMPLERS`) at every T in config.steps (T is free for a
+continuous diffusion: the grid from t = 1 to the training's t_min has T steps whatever the answer length); its
+seed i draws the same prompt as PromptThenMasks, so it is paired with the masked families at the same n. Its
+rows carry the forward process in "schedule".
 
 Size n is the word length (parity, majority, sum_mod, s5, a5), the circuit depth (circuit_value, with
 config.circuit_width inputs and gates per layer) or the number of automaton steps (rule110, row width
@@ -50,14 +59,16 @@ from scipy import stats
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
-from diffserial.samplers import driver, masked
-from diffserial.studies import report
+from diffserial.samplers import continuous, driver, masked
+from diffserial.studies import report, serial_continuous
 from diffserial.training import loop, tasks as training_tasks
 
 STUDY = "serial_accuracy"
 POSTFIX_KEYS = ("task", "n", "family", "sampler", "steps")
 FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
-            "recurrent": ("recurrent", False), "cot": ("transformer", True)}  # family -> (network, cot)
+            "recurrent": ("recurrent", False), "cot": ("transformer", True),
+            "continuous": ("transformer", False)}  # family -> (network, cot)
+CONTINUOUS = "continuous"  # the family trained with task serial_continuous and sampled by continuous samplers
 WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
 SIZED_TASKS = WORD_PROBLEMS + ("circuit_value", "rule110")
 
@@ -79,22 +90,35 @@ def loops_for(config: ml_collections.ConfigDict, n: int) -> int:
 
 def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: str) -> ml_collections.ConfigDict:
     """config.train for (task, n, family): the serial task and its size, cot, the family's network
-    (config.models[network], loops from `loops_for` for the looped one) and total_steps = config.train_steps."""
+    (config.models[network], loops from `loops_for` for the looped one), total_steps = config.train_steps, and
+    for the continuous family task serial_continuous with total_steps = config.continuous_train_steps."""
     network, cot = lookup(FAMILIES, "family", family)
     c = ml_collections.ConfigDict(config.train.to_dict())
+    if family == CONTINUOUS:
+        c.task = "serial_continuous"
     c.serial_task = task
     c.task_args = ml_collections.ConfigDict(task_args(config, task, n))
     c.cot = cot
     c.model = ml_collections.ConfigDict({"name": network, **config.models[network].to_dict()})
     if network == "looped":
         c.model.loops = loops_for(config, n)
-    c.total_steps = config.train_steps
+    c.total_steps = config.continuous_train_steps if family == CONTINUOUS else config.train_steps
     return c
 
 
 def steps_for(config: ml_collections.ConfigDict, generated_len: int) -> list[int]:
     """T in config.steps with T <= G, and G itself (sorted)."""
     return sorted({int(t) for t in config.steps if t <= generated_len} | {generated_len})
+
+
+def samplers_for(config: ml_collections.ConfigDict, family: str) -> tuple[str, ...]:
+    """config.continuous_samplers for the continuous family, config.samplers (masked) for the others."""
+    return tuple(config.continuous_samplers if family == CONTINUOUS else config.samplers)
+
+
+def family_steps(config: ml_collections.ConfigDict, family: str, generated_len: int) -> list[int]:
+    """Every T in config.steps for the continuous family, `steps_for` (T <= G, and G) for the masked ones."""
+    return sorted({int(t) for t in config.steps}) if family == CONTINUOUS else steps_for(config, generated_len)
 
 
 def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
@@ -106,8 +130,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     for name in config.samplers:
         lookup(masked.MASKED_SAMPLERS, "sampler", name)
+    for name in config.continuous_samplers:
+        lookup(continuous.SAMPLERS, "continuous sampler", name)
     lookup(SCHEDULES, "schedule", config.schedule)
-    for field in ("tasks", "sizes", "families", "samplers", "steps"):
+    for field in ("tasks", "sizes", "families", "samplers", "continuous_samplers", "steps"):
         if not config[field]:
             raise ValueError(f"config.{field} must not be empty")
     for task in config.tasks:
@@ -118,7 +144,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for field in ("sizes", "steps"):
         if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in config[field]):
             raise ValueError(f"config.{field} must be integers >= 1, got {tuple(config[field])}")
-    for field in ("n_seeds", "block_size", "train_steps", "circuit_width", "ca_width"):
+    for field in ("n_seeds", "block_size", "train_steps", "continuous_train_steps", "circuit_width", "ca_width"):
         if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
             raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}")
     if not config.loops_per_n > 0:
@@ -135,9 +161,8 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[str, int, str, str, 
     """(task, n, family, sampler, steps) in order."""
     out = []
     for task, n, family in runs(config):
-        for sampler in config.samplers:
-            out += [(task, n, family, sampler, t) for t in steps_for(config, _layout(config, task, n, family)
-                                                                     .generated_len)]
+        steps = family_steps(config, family, _layout(config, task, n, family).generated_len)
+        out += [(task, n, family, sampler, t) for sampler in samplers_for(config, family) for t in steps]
     return out
 
 
@@ -211,20 +236,28 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
         trained = loop.load_trained(train_dir)
         layout = training_tasks.serial_layout(trained.config)
         predictor = trained.sampling_fn()
-        steps = steps_for(config, layout.generated_len)
+        steps = family_steps(config, family, layout.generated_len)
+        is_continuous = family == CONTINUOUS
         common = {"study": STUDY, "task": task, "n": n, "family": family, "model": trained.config.model.name,
                   "cot": bool(trained.config.cot), "loops": trained.config.model.get("loops"),
                   "train_steps": trained.step, "final_loss": _final_loss(train_dir),
                   "train_seconds": train_seconds, "generated_len": layout.generated_len,
-                  "cot_len": layout.cot_len, "schedule": config.schedule, "grid": "uniform"}
-        for sampler in config.samplers:
+                  "cot_len": layout.cot_len, "schedule": trained.config.process if is_continuous else config.schedule,
+                  "grid": "uniform"}
+        key = jax.random.fold_in(eval_key, n)
+        for sampler in samplers_for(config, family):
+            rule = continuous.make_sampler(sampler) if is_continuous else masked.make_masked_sampler(sampler)
             for t in steps:
                 start = time.perf_counter()
-                tokens = jax.block_until_ready(sample(config, layout, predictor, sampler, t,
-                                                      jax.random.fold_in(eval_key, n), mesh, pad_to=max(steps)))
-                yield {**common, "sampler": sampler, "steps": t, "nfe": t * masked.make_masked_sampler(
-                    sampler).nfe_per_step, "steps_per_n": t / n, "seconds": time.perf_counter() - start,
-                       **measure(layout, np.asarray(tokens))}
+                if is_continuous:
+                    tokens = serial_continuous.sample_sequences(predictor, sampler, t, key=key, n_seeds=config.n_seeds,
+                                                                mesh=mesh, block_size=config.block_size,
+                                                                pad_to=max(steps))
+                else:
+                    tokens = sample(config, layout, predictor, sampler, t, key, mesh, pad_to=max(steps))
+                tokens = jax.block_until_ready(tokens)
+                yield {**common, "sampler": sampler, "steps": t, "nfe": t * rule.nfe_per_step, "steps_per_n": t / n,
+                       "seconds": time.perf_counter() - start, **measure(layout, np.asarray(tokens))}
 
 
 def _plateau(group: list[dict]) -> int:
@@ -382,14 +415,14 @@ def _point_table(rows: list[dict], summary: dict) -> str:
         lines.append(line)
     cols = ["task", "n", "family", "sampler", "G"] + [f"T={t}" for t in steps] + ["plateau_T", "const", "loss"]
     return ("exact accuracy per point (G = generated positions, const = best constant guess, loss = final "
-            "training NELBO):\n" + report.format_table(lines, cols))
+            "training loss: NELBO, DSM for the continuous family):\n" + report.format_table(lines, cols))
 
 
 def _size_table(rows: list[dict], sampler: str) -> str:
     """One line per (task, n): each family's accuracy at T = G under `sampler` (* = not above chance), the
     cot family's accuracy at T = 1 (all positions revealed in one step), and the best constant."""
     final = final_rows(rows, sampler)
-    families = list(dict.fromkeys(r["family"] for r in rows))
+    families = list(dict.fromkeys(r["family"] for r in rows if r["sampler"] == sampler))
     cot_one = {(r["task"], r["n"]): r for r in rows if r["family"] == "cot" and r["sampler"] == sampler
                and r["steps"] == 1}
     lines = []
@@ -423,6 +456,6 @@ def table(rows: list[dict], summary: dict) -> str:
     return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), cliffs])
 
 
-__all__ = ["FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
-           "clopper_pearson", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs", "sample",
-           "steps_for", "summarize", "table", "task_args", "train_config", "validate"]
+__all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
+           "clopper_pearson", "family_steps", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
+           "sample", "samplers_for", "steps_for", "summarize", "table", "task_args", "train_config", "validate"]

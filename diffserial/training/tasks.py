@@ -25,6 +25,17 @@ Tasks:
                     (`serial_layout`), the prompt positions are given (never masked, never scored: the
                     `prompt_mask` of `losses.masked_nelbo`); a masked predictor from MASKED_MODELS with
                     vocab_size = the task's vocabulary and max_len = the sequence length; MASK = vocab_size.
+    serial_continuous
+                    the same serial task without chain of thought (config.cot must be False), as a continuous
+                    diffusion over the quantized answer (the paper's appendix F.1): the example is the (L,)
+                    sequence [prompt, answer]; the answer is encoded as points of R^(La x m)
+                    (`models.continuous_answer.BinaryCode`) and learned by denoising score matching under
+                    config.process (eps parameterisation, sigma^2 weighting, t ~ U(1e-3, 1): ||eps_theta - z||^2)
+                    with `ContinuousAnswerTransformer` (config.model: name "transformer", the fixed-depth
+                    network, and its width, depth, heads, mlp_ratio) conditioned on the prompt. Example i's
+                    (t, z) are `losses.dsm_noise` from fold_in(key, index[i]) (`dsm_batch_loss` with
+                    per_example_noise). `sampling_fn(params)` is a `ContinuousAnswer` (the conditional score
+                    -eps_theta / s_t, the process, the codebook, the layout, the grid's end time).
 """
 
 from __future__ import annotations
@@ -39,10 +50,11 @@ import ml_collections
 
 from diffserial import losses, serial_tasks
 from diffserial.models import mlp
+from diffserial.models.continuous_answer import BinaryCode, ContinuousAnswerTransformer, eps_fn_from
 from diffserial.models.looped import LoopedTransformer
 from diffserial.models.recurrent import RecurrentPredictor
 from diffserial.models.transformer import MaskedTransformer, predictor_from
-from diffserial.processes.gaussian import PROCESSES
+from diffserial.processes.gaussian import PROCESSES, LinearGaussianSDE
 from diffserial.processes.masked import make_schedule
 from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
@@ -201,7 +213,70 @@ def _serial(config: ml_collections.ConfigDict) -> Task:
                         lambda key: layout.sequence(layout.task.sample_one(key)), layout.prompt_mask())
 
 
-TASKS = {"gmm_score": _gmm_score, "masked_parity": _masked_parity, "serial": _serial}
+@dataclasses.dataclass(frozen=True)
+class PromptConditionedTask(Task):
+    """A Task whose model is called as model.apply({"params": p}, prompt (Lp,), y (*answer_shape), t) (the
+    example itself is the token sequence [prompt, answer])."""
+
+    prompt_len: int
+    answer_shape: tuple[int, ...]
+
+    def init(self, key: Array) -> Any:
+        """Model parameters from `key` (traced on a zero prompt and answer at t = 0.5)."""
+        prompt = jnp.zeros((self.prompt_len,), jnp.int32)
+        return self.model.init(key, prompt, jnp.zeros(self.answer_shape, jnp.float32), jnp.float32(0.5))["params"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ContinuousAnswer:
+    """What a sampler needs from a `serial_continuous` model: score_fn(prompt (Lp,), y (La, m), t) ->
+    -eps_theta / s_t (a `Partial` over the parameters), the forward process, the codebook, the layout and
+    t_min, the training's smallest time (where a sampling grid should end)."""
+
+    score_fn: Callable[[Array, Array, Array], Array]
+    process: LinearGaussianSDE
+    code: BinaryCode
+    layout: SerialLayout
+    t_min: float
+
+
+CONTINUOUS_T_MIN = 1e-3
+
+
+def _conditional_score(eps_fn, process, prompt, y, t):
+    return losses.eps_to_score(eps_fn(prompt, y, t), process, t)
+
+
+def _serial_continuous(config: ml_collections.ConfigDict) -> Task:
+    if config.cot:
+        raise ValueError("task serial_continuous models the answer alone: config.cot must be False")
+    layout = serial_layout(config)
+    process = lookup(PROCESSES, "process", config.process)()
+    code = BinaryCode(layout.task.vocab_size)
+    kwargs = config.model.to_dict()
+    if kwargs.pop("name") != "transformer":
+        raise ValueError(f"task serial_continuous uses the fixed-depth transformer: config.model.name must be "
+                         f"'transformer', got {config.model.name!r}")
+    model = _build_model(ContinuousAnswerTransformer, kwargs, vocab_size=layout.task.vocab_size,
+                         prompt_len=layout.prompt_len, answer_len=layout.answer_len, code_dim=code.dim)
+
+    def loss_fn(params, batch, key):
+        prompt, answer = layout.split(batch["x"])
+        apply_fn = lambda p, y, t: model.apply({"params": p}, prompt, y, t)
+        dsm = dsm_batch_loss(apply_fn, process, per_example_noise=True, t_min=CONTINUOUS_T_MIN)
+        return dsm(params, {"x": code.encode(answer), "index": batch["index"]}, key)
+
+    def sampling_fn(params):
+        score = jax.tree_util.Partial(_conditional_score, eps_fn_from(model, params), process)
+        return ContinuousAnswer(score, process, code, layout, CONTINUOUS_T_MIN)
+
+    example = lambda key: layout.sequence(layout.task.sample_one(key))
+    return PromptConditionedTask("serial_continuous", model, example, (layout.length,), jnp.int32, loss_fn,
+                                 sampling_fn, layout.prompt_len, (layout.answer_len, code.dim))
+
+
+TASKS = {"gmm_score": _gmm_score, "masked_parity": _masked_parity, "serial": _serial,
+         "serial_continuous": _serial_continuous}
 
 
 def make_task(config: ml_collections.ConfigDict) -> Task:
@@ -209,5 +284,6 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
     return lookup(TASKS, "task", config.task)(config)
 
 
-__all__ = ["HOST_SIDE_SERIAL_TASKS", "MASKED_MODELS", "TASKS", "SerialLayout", "Task", "batch_rows",
+__all__ = ["CONTINUOUS_T_MIN", "ContinuousAnswer", "HOST_SIDE_SERIAL_TASKS", "MASKED_MODELS", "PromptConditionedTask",
+           "TASKS", "SerialLayout", "Task", "batch_rows",
            "even_parity_example", "make_task", "serial_layout"]

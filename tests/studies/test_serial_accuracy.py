@@ -11,8 +11,10 @@ import pytest
 from scipy import stats
 
 from configs import serial_accuracy as serial_config
+from diffserial.models.continuous_answer import BinaryCode
+from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import driver
-from diffserial.studies import runner, serial_accuracy
+from diffserial.studies import runner, serial_accuracy, serial_continuous
 from diffserial.training import tasks
 
 
@@ -21,6 +23,7 @@ def _tiny(**overrides):
     c.tasks = ("parity",)
     c.sizes = (3,)
     c.train_steps = 4
+    c.continuous_train_steps = 4
     c.train.optimizer.warmup_steps = 1
     c.train.batch_size = 16
     c.train.log_every = 2
@@ -63,6 +66,33 @@ def test_oracle_predictor_scores_exactly(sampler):
             assert row["best_constant"] == max(np.mean(prompts.sum(1) % 2), 1 - np.mean(prompts.sum(1) % 2))
 
 
+def _answer_oracle(x, t):
+    """Exact predictor of [prompt, parity] (n = 3, no chain of thought) as one-hot logits."""
+    return 30.0 * jax.nn.one_hot(jnp.concatenate([x[:3], jnp.sum(x[:3], keepdims=True) % 2]), 2)
+
+
+def _point_mass_score(process, prompt, y, t):
+    """Exact score of N(m_t c, s_t^2) with c = 2 parity(prompt) - 1, the codeword of the right answer."""
+    m, s = process.marginal(t)
+    return -(y - m * (2.0 * (jnp.sum(prompt) % 2) - 1.0)) / s**2
+
+
+def test_continuous_family_is_paired_with_the_masked_families():
+    n, c = 3, _tiny()
+    masked_layout = tasks.serial_layout(serial_accuracy.train_config(c, "parity", n, "transformer"))
+    layout = tasks.serial_layout(serial_accuracy.train_config(c, "parity", n, "continuous"))
+    process = VPLinear()
+    model = tasks.ContinuousAnswer(jax.tree_util.Partial(_point_mass_score, process), process, BinaryCode(2),
+                                   layout, 1e-3)
+    mesh = driver.seed_mesh(jax.devices()[:2])
+    masked = np.asarray(serial_accuracy.sample(c, masked_layout, _answer_oracle, "topk_confidence", 1,
+                                               jax.random.key(4), mesh, pad_to=1))
+    cont = np.asarray(serial_continuous.sample_sequences(model, "ancestral", 2, key=jax.random.key(4),
+                                                         n_seeds=c.n_seeds, mesh=mesh, block_size=c.block_size))
+    np.testing.assert_array_equal(cont[:, :n], masked[:, :n])  # the same prompt per seed
+    assert serial_accuracy.measure(layout, cont)["accuracy"] == 1.0
+
+
 @pytest.mark.parametrize("k, n", [(0, 50), (17, 50), (50, 50), (3, 2048)])
 def test_clopper_pearson_matches_scipy(k, n):
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
@@ -79,18 +109,25 @@ def test_steps_and_loops():
 
 
 def test_tiny_end_to_end_every_family(tmp_path):
-    c = _tiny(samplers=("topk_confidence",))
+    c = _tiny(samplers=("topk_confidence",), continuous_samplers=("dpm_solver_pp_2m",))
+    assert "continuous" in c.families
     summary = runner.run_study(c, str(tmp_path), mesh=driver.seed_mesh(jax.devices()[:2]))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
     assert len(rows) == len(serial_accuracy.points(c))
     assert {r["family"] for r in rows} == set(c.families)
+    cont = [r for r in rows if r["family"] == "continuous"]  # every T of c.steps, the continuous samplers
+    assert [(r["sampler"], r["steps"], r["schedule"]) for r in cont] == [("dpm_solver_pp_2m", t, "vp_linear")
+                                                                         for t in (1, 2)]
+    assert all(set(r) == set(rows[0]) for r in cont)  # the masked families' row keys
+    assert json.load(open(tmp_path / "train_parity_n3_continuous" / "config.json"))["task"] == "serial_continuous"
     for r in rows:
         assert 0.0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1.0
         assert r["n_unfinished"] == 0 and r["n_seeds"] == c.n_seeds and r["train_steps"] == c.train_steps
     cot_steps = sorted(r["steps"] for r in rows if r["family"] == "cot")
     assert cot_steps == [1, 2, 4]  # G = 3 cot + 1 answer
     assert {r["loops"] for r in rows if r["family"] == "looped"} == {2}
-    assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families for s in c.samplers}
+    assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families
+                                             for s in serial_accuracy.samplers_for(c, f)}
     for name in ("summary.json", "accuracy_vs_steps.png", "accuracy_vs_n.png", "cot_rounds.png"):
         assert os.path.exists(tmp_path / name)
     assert os.path.isdir(tmp_path / "train_parity_n3_looped" / "checkpoints")
@@ -100,6 +137,7 @@ def test_tiny_end_to_end_every_family(tmp_path):
     ("tasks", ("nope",), "valid: parity"),
     ("families", ("mlp",), "unknown family"),
     ("samplers", ("nope",), "unknown sampler"),
+    ("continuous_samplers", ("topk_confidence",), "unknown continuous sampler"),
     ("sizes", (0,), "integers >= 1"),
     ("steps", (), "must not be empty"),
     ("n_seeds", 0, "n_seeds must be an integer >= 1"),
