@@ -15,15 +15,10 @@ overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch
 
 import ml_collections
 
-from configs import serial_train
-
-SCALES = ("small", "paper")
-
+from configs import is_paper_scale, serial_train
 
 def get_config(scale: str = "small") -> ml_collections.ConfigDict:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    paper = scale == "paper"
+    paper = is_paper_scale(scale)
     c = ml_collections.ConfigDict()
     c.study = "serial_accuracy"
     c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field

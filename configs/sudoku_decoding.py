@@ -15,13 +15,11 @@ loop does not take it (see the study's docstring).
 
 import ml_collections
 
-SCALES = ("small", "paper")
+from configs import is_paper_scale
 
 
 def get_config(scale: str = "small") -> ml_collections.ConfigDict:
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; valid: {', '.join(SCALES)}")
-    paper = scale == "paper"
+    paper = is_paper_scale(scale)
     c = ml_collections.ConfigDict()
     c.study = "sudoku_decoding"
     c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field

@@ -207,7 +207,7 @@ def _place_global(x: Any, sharding: NamedSharding) -> Array:
 def _is_placed(tree: Any, sharding: NamedSharding) -> bool:
     """Every leaf is a jax.Array already laid out as `sharding` (or an equivalent sharding, e.g. a
     single-device array for a one-device mesh), such as the state a step returned."""
-    return all(isinstance(x, jax.Array) and (x.sharding == sharding or x.sharding.is_equivalent_to(sharding, x.ndim))
+    return all(isinstance(x, jax.Array) and x.sharding.is_equivalent_to(sharding, x.ndim)
                for x in jax.tree.leaves(tree))
 
 
