@@ -103,6 +103,7 @@ class ContinuousAnswerTransformer(nn.Module):
     depth: int = 2
     heads: int = 4
     mlp_ratio: int = 4
+    rotary: bool = True  # rotary position embeddings in every block (`transformer.rotary`)
     time_scale: float = 1000.0
     max_period: float = 10_000.0
     time_conditioning = True  # read by transformer.embed_tokens / check_tokens: the score depends on t
@@ -125,7 +126,7 @@ class ContinuousAnswerTransformer(nn.Module):
         answer = h[..., self.prompt_len:, :] + nn.Dense(self.width, name="answer_in")(y)
         h = jnp.concatenate([h[..., :self.prompt_len, :], answer], axis=-2)
         for _ in range(self.depth):
-            h = EncoderBlock(self.heads, self.mlp_ratio)(h)
+            h = EncoderBlock(self.heads, self.mlp_ratio, self.rotary)(h)
         out = nn.LayerNorm(epsilon=_LN_EPS)(h[..., self.prompt_len:, :])
         return nn.Dense(self.code_dim, name="eps")(out)
 

@@ -49,6 +49,7 @@ class LoopedTransformer(nn.Module):
       loops: number of passes through the shared block (>= 1): the serial depth.
       heads: H, attention heads (head size D / H).
       mlp_ratio: hidden width of the block MLP over D.
+      rotary: rotary position embeddings on q and k (`transformer.rotary`; on by default, see there).
       input_injection: add the input embedding e before every pass (h_0 = 0); otherwise h_0 = e.
       time_conditioning: add Dense(SiLU(Dense(emb(t)))) to the input embedding; otherwise t is ignored.
       time_scale, max_period: see `mlp.sinusoidal_embedding`.
@@ -60,6 +61,7 @@ class LoopedTransformer(nn.Module):
     loops: int = 2
     heads: int = 4
     mlp_ratio: int = 4
+    rotary: bool = True
     input_injection: bool = True
     time_conditioning: bool = False
     time_scale: float = 1000.0
@@ -80,7 +82,7 @@ class LoopedTransformer(nn.Module):
             h, injected = e, jnp.zeros_like(e)
         loop = nn.scan(_tied_block_step, variable_broadcast="params", split_rngs={"params": False},
                        in_axes=nn.broadcast, length=self.loops)
-        h, _ = loop(EncoderBlock(self.heads, self.mlp_ratio, name="block"), h, injected)
+        h, _ = loop(EncoderBlock(self.heads, self.mlp_ratio, self.rotary, name="block"), h, injected)
         return token_logits(self, h)
 
 

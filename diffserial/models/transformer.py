@@ -14,10 +14,17 @@ Output: logits (L, V) or (B, L, V) of p(x_0^i = . | x_t) over the V real tokens 
 Multi-head self-attention with H heads of size d = D / H, per position i and head h:
 
     q_i^h, k_i^h, v_i^h = W_q^h u_i, W_k^h u_i, W_v^h u_i      u = LN(h), (d,) each, with biases
+    q_i^h, k_i^h       <- R_i q_i^h, R_i k_i^h                  only with rotary (RoPE, Su et al. 2021)
     a_ij^h              = softmax_j( q_i^h . k_j^h / sqrt(d) )   over ALL j = 0, ..., L-1
     MHSA(u)_i           = W_o [ sum_j a_ij^1 v_j^1 ; ... ; sum_j a_ij^H v_j^H ] + b_o
 
-so after one block every output position depends on every input position. LN is LayerNorm with a learned
+so after one block every output position depends on every input position. R_i is the rotary position
+embedding: it rotates each pair (u_2m, u_2m+1) by the angle i base^(-2m/d) (base = 10^4), so that
+(R_i q) . (R_j k) depends on the positions only through i - j (`rotary`). It is on by default: with the
+learned absolute table P alone (init std 0.02, far below the token embeddings' ~1/sqrt(D)), a masked model
+trained by the NELBO did not find a local rule (2 steps of Rule 110 on width-16 rows: 0.1% of rows right
+after 1000 steps, 0/2 seeds), because the answer positions hold visible tokens whose embeddings drown the
+weak position signal; with rotary attention the same model gets 99.4% of rows after 400 steps (issue 11). LN is LayerNorm with a learned
 scale and bias (eps = 1e-6). The time embedding, when used, is `mlp.sinusoidal_embedding` of t with
 dimension D (so D must be even); masked denoisers are often time-free (MDLM, MD4: the number of masks
 carries the time), hence the flag, off by default. A time-free model accepts and ignores t, so the
@@ -40,11 +47,25 @@ Array = jax.Array
 _LN_EPS = 1e-6
 
 
+def rotary(u: Array, base: float = 10_000.0) -> Array:
+    """RoPE on u (..., L, d), d even: at position p the pair (u_2m, u_2m+1) becomes
+    (u_2m cos a - u_2m+1 sin a, u_2m sin a + u_2m+1 cos a), a = p base^(-2m/d); so
+    rotary(q)_i . rotary(k)_j is a function of q_i, k_j and i - j alone."""
+    length, dim = u.shape[-2], u.shape[-1]
+    if dim % 2:
+        raise ValueError(f"rotary embedding needs an even head size, got {dim}")
+    angle = jnp.arange(length)[:, None] * base ** (-jnp.arange(0, dim, 2) / dim)[None, :]
+    cos, sin = jnp.cos(angle).astype(u.dtype), jnp.sin(angle).astype(u.dtype)
+    even, odd = u[..., 0::2], u[..., 1::2]
+    return jnp.stack([even * cos - odd * sin, even * sin + odd * cos], axis=-1).reshape(u.shape)
+
+
 class SelfAttention(nn.Module):
-    """Bidirectional multi-head self-attention over the second-to-last axis of u (..., L, D); see the
-    module docstring."""
+    """Bidirectional multi-head self-attention over the second-to-last axis of u (..., L, D), with rotary
+    position embeddings on q and k when `rotary`; see the module docstring."""
 
     heads: int
+    rotary: bool = False
 
     @nn.compact
     def __call__(self, u: Array) -> Array:
@@ -54,6 +75,8 @@ class SelfAttention(nn.Module):
         # (3, ..., H, L, d): heads ahead of positions, so both products are plain batched matmuls
         # (about 1.5x faster on CPU than contracting in the (L, H, d) layout).
         q, k, v = jnp.moveaxis(qkv, (-4, -3), (-2, 0))
+        if self.rotary:
+            q, k = rotary(q), rotary(k)
         weights = jax.nn.softmax(q @ jnp.swapaxes(k, -1, -2) / math.sqrt(head_dim), axis=-1)  # (..., H, L, L)
         out = jnp.swapaxes(weights @ v, -2, -3)  # (..., L, H, d)
         return nn.DenseGeneral(width, axis=(-2, -1), name="out")(out)
@@ -64,11 +87,12 @@ class EncoderBlock(nn.Module):
 
     heads: int
     mlp_ratio: int
+    rotary: bool = False
 
     @nn.compact
     def __call__(self, h: Array) -> Array:
         width = h.shape[-1]
-        h = h + SelfAttention(self.heads)(nn.LayerNorm(epsilon=_LN_EPS)(h))
+        h = h + SelfAttention(self.heads, self.rotary)(nn.LayerNorm(epsilon=_LN_EPS)(h))
         u = nn.Dense(self.mlp_ratio * width)(nn.LayerNorm(epsilon=_LN_EPS)(h))
         return h + nn.Dense(width)(nn.gelu(u))
 
@@ -86,14 +110,18 @@ def check_tokens(module: nn.Module, x: Array, max_len: int | None) -> None:
         raise ValueError(f"tokens must be integers, got dtype {x.dtype}")
 
 
-def embed_tokens(module: nn.Module, x: Array, t: Array | None, max_len: int | None) -> Array:
+def embed_tokens(module: nn.Module, x: Array, t: Array | None, max_len: int | None,
+                 token_std: float | None = None) -> Array:
     """h_0 = E[x] (+ P[0:L] when max_len is given) (+ Dense(SiLU(Dense(e(t)))) with time conditioning).
+
+    E is initialised N(0, token_std^2) when token_std is given, else by flax's default (std ~ 1/sqrt(D)).
 
     Called inside `module`'s compact __call__, so the parameters (token_embed, pos_embed, Dense_0 the
     outer and Dense_1 the inner time layer) belong to `module`. Uses its vocab_size, width,
     time_conditioning, time_scale and max_period.
     """
-    h = nn.Embed(module.vocab_size + 1, module.width, name="token_embed")(x)
+    init = {} if token_std is None else {"embedding_init": nn.initializers.normal(stddev=token_std)}
+    h = nn.Embed(module.vocab_size + 1, module.width, name="token_embed", **init)(x)
     if max_len is not None:
         pos = module.param("pos_embed", nn.initializers.normal(stddev=0.02), (max_len, module.width))
         h = h + pos[: x.shape[-1]]
@@ -123,6 +151,7 @@ class MaskedTransformer(nn.Module):
       depth: number of encoder blocks.
       heads: H, attention heads (head size D / H).
       mlp_ratio: hidden width of the block MLP over D.
+      rotary: rotary position embeddings on q and k in every block (see the module docstring).
       time_conditioning: add Dense(SiLU(Dense(e(t)))) to the input embeddings; otherwise t is ignored.
       time_scale, max_period: see `mlp.sinusoidal_embedding`.
     """
@@ -133,6 +162,7 @@ class MaskedTransformer(nn.Module):
     depth: int = 2
     heads: int = 4
     mlp_ratio: int = 4
+    rotary: bool = True
     time_conditioning: bool = False
     time_scale: float = 1000.0
     max_period: float = 10_000.0
@@ -145,7 +175,7 @@ class MaskedTransformer(nn.Module):
         check_tokens(self, x, self.max_len)
         h = embed_tokens(self, x, t, self.max_len)
         for _ in range(self.depth):
-            h = EncoderBlock(self.heads, self.mlp_ratio)(h)
+            h = EncoderBlock(self.heads, self.mlp_ratio, self.rotary)(h)
         return token_logits(self, h)
 
 
@@ -164,5 +194,5 @@ def predictor_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     return jax.tree_util.Partial(_apply, _Static(model), params)
 
 
-__all__ = ["EncoderBlock", "MaskedTransformer", "SelfAttention", "check_tokens", "embed_tokens", "predictor_from",
+__all__ = ["EncoderBlock", "MaskedTransformer", "SelfAttention", "check_tokens", "embed_tokens", "predictor_from", "rotary",
            "token_logits"]

@@ -109,7 +109,7 @@ def _by_hand(params, x, t, loops, input_injection, time_conditioning):
         # flax names the outer Dense of Dense(SiLU(Dense(.))) first: Dense_1 is the inner one.
         hidden = _dense(_time_embedding(t, WIDTH), p["Dense_1"])
         e = e + _dense(hidden / (1.0 + np.exp(-hidden)), p["Dense_0"])[:, None, :]
-    block = EncoderBlock(heads=HEADS, mlp_ratio=RATIO)
+    block = EncoderBlock(heads=HEADS, mlp_ratio=RATIO, rotary=True)  # the model default
     block_params = {"params": params["block"]}
     h = np.zeros_like(e) if input_injection else e
     for _ in range(loops):

@@ -110,3 +110,28 @@ def test_predictor_in_the_masked_sampler_reuses_the_program_for_new_weights():
     assert first.shape == (16, L) and first.dtype == np.int32
     assert first.min() >= 0 and first.max() < V and second.min() >= 0 and second.max() < V  # nothing left masked
     assert not np.array_equal(first, second)
+
+
+def test_rotary_matches_complex_rotation_and_depends_on_offsets_only():
+    """rotary(u) at position p == (u_2m + i u_2m+1) exp(i p base^(-2m/d)) in complex numpy, and
+    rotary(q)_i . rotary(k)_j is unchanged when both positions shift by the same amount."""
+    from diffserial.models.transformer import rotary
+
+    rng = np.random.default_rng(0)
+    u = rng.normal(size=(2, 7, 8)).astype(np.float32)
+    z = u[..., 0::2] + 1j * u[..., 1::2]
+    theta = 10_000.0 ** (-np.arange(0, 8, 2) / 8)
+    rotated = z * np.exp(1j * np.arange(7)[:, None] * theta[None, :])
+    expected = np.stack([rotated.real, rotated.imag], axis=-1).reshape(u.shape)
+    np.testing.assert_allclose(np.asarray(rotary(jnp.asarray(u))), expected, rtol=1e-5, atol=1e-5)
+
+    q, k = rng.normal(size=(8,)), rng.normal(size=(8,))
+    seq_q = jnp.asarray(np.tile(q, (7, 1)), jnp.float32)
+    seq_k = jnp.asarray(np.tile(k, (7, 1)), jnp.float32)
+    scores = np.asarray(rotary(seq_q) @ rotary(seq_k).T)
+    for offset in range(-3, 4):
+        diagonal = np.diagonal(scores, offset)
+        np.testing.assert_allclose(diagonal, diagonal[0], rtol=1e-4, atol=1e-4)
+    assert np.ptp(np.diagonal(scores, 0)) < 1e-4 and abs(scores[0, 0] - scores[0, 3]) > 1e-3
+    with pytest.raises(ValueError, match="even head size"):
+        rotary(jnp.zeros((3, 5)))
