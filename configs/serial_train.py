@@ -40,5 +40,6 @@ def get_config(arg: str = "transformer") -> ml_collections.ConfigDict:
     c.serial_task = task  # a name in diffserial.serial_tasks.TASKS (sudoku is host-side: not trainable here)
     c.task_args = ml_collections.ConfigDict(TASK_ARGS[task])  # the task's size arguments
     c.cot = False  # train on [prompt, cot, answer] instead of [prompt, answer]
+    c.objective = "nelbo"  # nelbo | supervised (all generated positions masked: the baseline of the serial study)
     c.process = "vp_linear"  # forward SDE of --config.task=serial_continuous (the masked task ignores it)
     return c

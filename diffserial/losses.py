@@ -278,7 +278,23 @@ def masked_nelbo(
     return jnp.mean(per_example), aux
 
 
-__all__ = [
+def masked_supervised_loss(apply_fn, params, x0_batch: Array, prompt_mask: Array, *, mask_id: int) -> tuple[Array, dict]:
+    """The supervised baseline of a masked model: every non-prompt position masked, cross-entropy summed
+    over them,
+
+        loss = mean_b  - sum_{j not prompt} log p_theta(x0_bj | prompt_b, MASK on every other position),
+
+    i.e. the NELBO's integrand at t = 1 alone (no diffusion over partial masks). Returns (loss, aux) with
+    aux["per_token"] = the loss per scored token."""
+    x_t = jnp.where(prompt_mask, x0_batch, mask_id)
+    logp = jax.nn.log_softmax(apply_fn(params, x_t, jnp.ones(x0_batch.shape[0])).astype(jnp.float32), axis=-1)
+    logp_x0 = jnp.take_along_axis(logp, x0_batch[..., None].astype(jnp.int32), axis=-1)[..., 0]
+    per_example = -jnp.sum(jnp.where(prompt_mask, 0.0, logp_x0), axis=-1)
+    scored = jnp.sum(~jnp.broadcast_to(prompt_mask, x0_batch.shape))
+    return jnp.mean(per_example), {"per_example": per_example, "per_token": jnp.sum(per_example) / scored}
+
+
+__all__ = ["masked_supervised_loss", 
     "PARAMETERIZATIONS",
     "WEIGHTINGS",
     "antithetic_times",

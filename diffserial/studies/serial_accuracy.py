@@ -13,6 +13,9 @@ each sampler of config.samplers at T steps, and scores the sampled answer with t
     recurrent     bidirectional GRU (RecurrentPredictor): serial depth grows with the length
     cot           the fixed-depth transformer                            [prompt, cot, answer]
                   (one layer of the computation -- a prefix product, a circuit layer -- per cot block)
+    supervised    the fixed-depth transformer trained by cross-entropy on the answer with every generated
+                  position masked (`losses.masked_supervised_loss`): the baseline that says how well this
+                  network can learn the map prompt -> answer at all, without diffusion
     continuous    fixed-depth ContinuousAnswerTransformer (config.models.transformer), a continuous diffusion
                   over the quantized answer (paper appendix F.1; training task "serial_continuous", forward
                   process config.train.process)
@@ -67,7 +70,8 @@ STUDY = "serial_accuracy"
 POSTFIX_KEYS = ("task", "n", "family", "sampler", "steps")
 FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
             "recurrent": ("recurrent", False), "cot": ("transformer", True),
-            "continuous": ("transformer", False)}  # family -> (network, cot)
+            "continuous": ("transformer", False), "supervised": ("transformer", False)}  # family -> (network, cot)
+SUPERVISED = "supervised"  # the fixed-depth transformer trained by cross-entropy on the fully masked answer
 CONTINUOUS = "continuous"  # the family trained with task serial_continuous and sampled by continuous samplers
 WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
 SIZED_TASKS = WORD_PROBLEMS + ("circuit_value", "rule110")
@@ -96,6 +100,7 @@ def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: s
     c = ml_collections.ConfigDict(config.train.to_dict())
     if family == CONTINUOUS:
         c.task = "serial_continuous"
+    c.objective = "supervised" if family == SUPERVISED else "nelbo"
     c.serial_task = task
     c.task_args = ml_collections.ConfigDict(task_args(config, task, n))
     c.cot = cot
@@ -215,6 +220,35 @@ def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
             "best_constant": float(counts.max() / n), "n_unfinished": int(unfinished.sum())}
 
 
+TOKEN_ACCURACY_KEYS = ("answer_token_accuracy", "answer_argmax_accuracy", "cot_token_accuracy")
+
+
+def token_accuracy(layout: training_tasks.SerialLayout, predictor, key: jax.Array, n_examples: int) -> dict:
+    """Per-token accuracy of a masked predictor from the prompt alone: examples i = 0..n_examples-1 drawn
+    from fold_in(key, i) (the prompts of `PromptThenMasks`), every generated position masked, argmax of the
+    logits against the true tokens; {"answer_token_accuracy", "cot_token_accuracy" (None without cot),
+    "answer_argmax_accuracy" (whole answer right)}. A model that ignores the prompt gets about 1/V per
+    token on a uniform answer (1/2 for bits)."""
+    def one(i):
+        x0 = layout.sequence(layout.task.sample_one(jax.random.fold_in(key, i)))
+        x_t = jnp.where(layout.prompt_mask(), x0, layout.task.vocab_size)
+        return jnp.argmax(predictor(x_t, jnp.float32(1.0)), axis=-1) == x0
+
+    right = np.asarray(jax.jit(jax.vmap(one))(jnp.arange(n_examples)))
+    answer = right[:, layout.length - layout.answer_len:]
+    cot = right[:, layout.prompt_len:layout.prompt_len + layout.cot_len]
+    return {"answer_token_accuracy": float(answer.mean()), "answer_argmax_accuracy": float(answer.all(1).mean()),
+            "cot_token_accuracy": float(cot.mean()) if layout.cot_len else None}
+
+
+def loss_bounds(layout: training_tasks.SerialLayout) -> dict:
+    """What the final training loss is compared with: `loss_lower_bound` = 0, the NELBO of the exact
+    conditional law (every sized task's cot and answer are functions of the prompt, so the data's
+    conditional entropy is 0), and `loss_uniform` = G ln V, the NELBO (and the supervised loss) of a model
+    that predicts the uniform law on every generated position."""
+    return {"loss_lower_bound": 0.0, "loss_uniform": layout.generated_len * math.log(layout.task.vocab_size)}
+
+
 def _final_loss(train_dir: str) -> float | None:
     path = os.path.join(train_dir, "metrics.jsonl")
     rows = report.read_jsonl(path) if os.path.exists(path) else []
@@ -243,8 +277,10 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
                   "train_steps": trained.step, "final_loss": _final_loss(train_dir),
                   "train_seconds": train_seconds, "generated_len": layout.generated_len,
                   "cot_len": layout.cot_len, "schedule": trained.config.process if is_continuous else config.schedule,
-                  "grid": "uniform"}
+                  "grid": "uniform", "objective": trained.config.get("objective", "nelbo"), **loss_bounds(layout)}
         key = jax.random.fold_in(eval_key, n)
+        common.update(dict.fromkeys(TOKEN_ACCURACY_KEYS) if is_continuous  # no argmax of a score
+                      else token_accuracy(layout, predictor, key, min(config.n_seeds, 1024)))
         for sampler in samplers_for(config, family):
             rule = continuous.make_sampler(sampler) if is_continuous else masked.make_masked_sampler(sampler)
             for t in steps:
@@ -318,7 +354,9 @@ def summarize(rows: list[dict]) -> dict:
             "accuracy_by_steps": {str(r["steps"]): r["accuracy"] for r in group},
             "plateau_steps": _plateau(group), "generated_len": group[-1]["generated_len"],
             "accuracy_at_max_steps": group[-1]["accuracy"], "best_constant": group[-1]["best_constant"],
-            "final_loss": group[-1]["final_loss"]}
+            "final_loss": group[-1]["final_loss"], "loss_uniform": group[-1].get("loss_uniform"),
+            "answer_token_accuracy": group[-1].get("answer_token_accuracy"),
+            "cot_token_accuracy": group[-1].get("cot_token_accuracy")}
         task, n, family, sampler = key
         by_n.setdefault(f"{task}/{family}/{sampler}", {})[str(n)] = group[-1]["accuracy"]
     sampler = rows[0]["sampler"]
@@ -410,12 +448,17 @@ def _point_table(rows: list[dict], summary: dict) -> str:
         by = {r["steps"]: r for r in group}
         entry = summary["by_point"][f"{task}/{n}/{family}/{sampler}"]
         line = {"task": task, "n": n, "family": family, "sampler": sampler, "G": entry["generated_len"],
-                "plateau_T": entry["plateau_steps"], "const": entry["best_constant"], "loss": entry["final_loss"]}
+                "plateau_T": entry["plateau_steps"], "const": entry["best_constant"], "loss": entry["final_loss"],
+                "loss_unif": entry["loss_uniform"], "ans_tok": entry["answer_token_accuracy"],
+                "cot_tok": entry["cot_token_accuracy"]}
         line.update({f"T={t}": by[t]["accuracy"] if t in by else None for t in steps})
         lines.append(line)
-    cols = ["task", "n", "family", "sampler", "G"] + [f"T={t}" for t in steps] + ["plateau_T", "const", "loss"]
+    cols = (["task", "n", "family", "sampler", "G"] + [f"T={t}" for t in steps]
+            + ["plateau_T", "const", "loss", "loss_unif", "ans_tok", "cot_tok"])
     return ("exact accuracy per point (G = generated positions, const = best constant guess, loss = final "
-            "training loss: NELBO, DSM for the continuous family):\n" + report.format_table(lines, cols))
+            "training loss: NELBO, supervised CE for 'supervised', DSM for 'continuous'; its lower bound is 0, "
+            "loss_unif = G ln V for a model that learned nothing; ans_tok / cot_tok = per-token accuracy from "
+            "the prompt alone):\n" + report.format_table(lines, cols))
 
 
 def _size_table(rows: list[dict], sampler: str) -> str:
@@ -457,5 +500,5 @@ def table(rows: list[dict], summary: dict) -> str:
 
 
 __all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
-           "clopper_pearson", "family_steps", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
+           "clopper_pearson", "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
            "sample", "samplers_for", "steps_for", "summarize", "table", "task_args", "train_config", "validate"]

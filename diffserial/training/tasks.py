@@ -25,6 +25,8 @@ Tasks:
                     (`serial_layout`), the prompt positions are given (never masked, never scored: the
                     `prompt_mask` of `losses.masked_nelbo`); a masked predictor from MASKED_MODELS with
                     vocab_size = the task's vocabulary and max_len = the sequence length; MASK = vocab_size.
+                    config.objective = "supervised" trains the same network by the supervised loss instead
+                    (`losses.masked_supervised_loss`: all generated positions masked, cross-entropy: the supervised baseline of issue 11).
     serial_continuous
                     the same serial task without chain of thought (config.cot must be False), as a continuous
                     diffusion over the quantized answer (the paper's appendix F.1): the example is the (L,)
@@ -127,10 +129,14 @@ def even_parity_example(key: Array, n: int) -> Array:
     return jnp.concatenate([bits, jnp.sum(bits, keepdims=True) % 2])
 
 
+OBJECTIVES = ("nelbo", "supervised")
+
+
 def _masked_task(name: str, config: ml_collections.ConfigDict, vocab_size: int, length: int, example,
-                 prompt_mask: Array | None = None) -> Task:
+                 prompt_mask: Array | None = None, objective: str = "nelbo") -> Task:
     """A masked-diffusion Task on sequences of `length` tokens in {0..vocab_size-1} (MASK = vocab_size):
-    the network config.model.name with config.model's fields, the NELBO under config.schedule."""
+    the network config.model.name with config.model's fields, the NELBO under config.schedule (objective
+    "nelbo") or `losses.masked_supervised_loss` (objective "supervised", needs a prompt_mask)."""
     kwargs = config.model.to_dict()
     cls = lookup(MASKED_MODELS, "model", kwargs.pop("name"))
     fixed = {"vocab_size": vocab_size}
@@ -140,7 +146,11 @@ def _masked_task(name: str, config: ml_collections.ConfigDict, vocab_size: int, 
     schedule = make_schedule(config.schedule)
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
 
+    lookup({o: o for o in OBJECTIVES}, "objective", objective)
+
     def loss_fn(params, batch, key):
+        if objective == "supervised":
+            return losses.masked_supervised_loss(apply_fn, params, batch["x"], prompt_mask, mask_id=vocab_size)
         return losses.masked_nelbo(apply_fn, params, schedule, batch["x"], key, mask_id=vocab_size,
                                    prompt_mask=prompt_mask, index=batch["index"], global_batch=config.batch_size)
 
@@ -210,7 +220,8 @@ def serial_layout(config: ml_collections.ConfigDict) -> SerialLayout:
 def _serial(config: ml_collections.ConfigDict) -> Task:
     layout = serial_layout(config)
     return _masked_task("serial", config, layout.task.vocab_size, layout.length,
-                        lambda key: layout.sequence(layout.task.sample_one(key)), layout.prompt_mask())
+                        lambda key: layout.sequence(layout.task.sample_one(key)), layout.prompt_mask(),
+                        objective=config.get("objective", "nelbo"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -285,5 +296,5 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 
 __all__ = ["CONTINUOUS_T_MIN", "ContinuousAnswer", "HOST_SIDE_SERIAL_TASKS", "MASKED_MODELS", "PromptConditionedTask",
-           "TASKS", "SerialLayout", "Task", "batch_rows",
+           "OBJECTIVES", "TASKS", "SerialLayout", "Task", "batch_rows",
            "even_parity_example", "make_task", "serial_layout"]
