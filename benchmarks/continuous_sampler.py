@@ -37,7 +37,7 @@ import numpy as np
 from benchmarks.timing import Row, median_times, parse_cli, print_table
 from diffserial.models.mlp import ScoreMLP, score_fn_from
 from diffserial.processes.gaussian import VPLinear
-from diffserial.samplers import continuous, driver, grids
+from diffserial.samplers import DEFAULT_BLOCK_SIZE, continuous_grid, continuous_sampler, sample_continuous
 from diffserial.targets import gmm
 
 PROCESS = VPLinear()
@@ -85,10 +85,10 @@ def make_score_fn(model: ScoreMLP = MODEL) -> jax.tree_util.Partial:
 
 def driver_call(score_fn, rule_name: str, batch: int, steps: int, block_size: int | None = None):
     """A thunk sampling `batch` seeds over a `steps`-step grid with the driver."""
-    ts = grids.make_grid(GRID, PROCESS, steps)
-    rule = continuous.make_sampler(rule_name)
-    block = block_size or min(batch, driver.DEFAULT_BLOCK_SIZE)
-    return lambda: driver.sample(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,),
+    ts = continuous_grid(GRID, PROCESS, steps)
+    rule = continuous_sampler(rule_name)
+    block = block_size or min(batch, DEFAULT_BLOCK_SIZE)
+    return lambda: sample_continuous(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,),
                                  block_size=block)
 
 
@@ -105,7 +105,7 @@ def efficiency_rows(score_fn, cfg: Config) -> list[Row]:
         x = jax.random.normal(jax.random.key(2), (batch, DIM))
         for steps in cfg.eff_steps:
             for rule_name in ("pf_euler", "euler_maruyama"):
-                blocks = sorted({min(batch, driver.DEFAULT_BLOCK_SIZE), batch})
+                blocks = sorted({min(batch, DEFAULT_BLOCK_SIZE), batch})
                 fns = {"forward": lambda: _forward(score_fn, x, jnp.float32(0.5))}
                 fns |= {b: driver_call(score_fn, rule_name, batch, steps, b) for b in blocks}
                 t = median_times(fns, cfg.repeats)
@@ -137,8 +137,8 @@ def _loop_step(score_fn, x, state, step_keys, k, t, s, *, rule):
 
 def python_loop_call(score_fn, rule_name: str, batch: int, steps: int):
     """A thunk running the same update rule from a Python for-loop: one jitted call per step."""
-    ts = np.asarray(grids.make_grid(GRID, PROCESS, steps))
-    rule = continuous.make_sampler(rule_name)
+    ts = np.asarray(continuous_grid(GRID, PROCESS, steps))
+    rule = continuous_sampler(rule_name)
 
     def run():
         x, state, step_keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
@@ -207,8 +207,8 @@ def _diffrax_sample(score_fn, x1, keys, ts, *, rule_name):
 
 def diffrax_call(score_fn, rule_name: str, batch: int, steps: int):
     """A thunk solving the same problem with diffrax from the driver's initial draws (drawn beforehand)."""
-    x1, _, keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=continuous.make_sampler(rule_name))
-    ts = grids.make_grid(GRID, PROCESS, steps)
+    x1, _, keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=continuous_sampler(rule_name))
+    ts = continuous_grid(GRID, PROCESS, steps)
     return lambda: _diffrax_sample(score_fn, x1, keys, ts, rule_name=rule_name)
 
 
@@ -226,9 +226,9 @@ def _bare_scan(score_fn, x, state, step_keys, ts, *, rule):
 
 def bare_scan_call(score_fn, rule_name: str, batch: int, steps: int):
     """A thunk running `_bare_scan` from the driver's initial draws (drawn beforehand)."""
-    rule = continuous.make_sampler(rule_name)
+    rule = continuous_sampler(rule_name)
     x1, state, keys = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
-    ts = grids.make_grid(GRID, PROCESS, steps)
+    ts = continuous_grid(GRID, PROCESS, steps)
     return lambda: _bare_scan(score_fn, x1, state, keys, ts, rule=rule)
 
 
@@ -243,9 +243,9 @@ def _forward_scan(score_fn, x, times):
 
 def forward_scan_call(score_fn, rule_name: str, batch: int, steps: int):
     """A thunk running the nfe_per_step x steps score forwards of a run, at the grid's times."""
-    rule = continuous.make_sampler(rule_name)
+    rule = continuous_sampler(rule_name)
     x1, _, _ = initial_draws(KEY, n_seeds=batch, shape=(DIM,), rule=rule)
-    times = jnp.repeat(grids.make_grid(GRID, PROCESS, steps)[:-1], rule.nfe_per_step)
+    times = jnp.repeat(continuous_grid(GRID, PROCESS, steps)[:-1], rule.nfe_per_step)
     return lambda: _forward_scan(score_fn, x1, times)
 
 
@@ -277,15 +277,15 @@ def diffrax_rows(score_fn, cfg: Config, net: str = "mlp128x2") -> list[Row]:
 def compiled_bytes(score_fn, rule_name: str, batch: int, steps: int) -> int:
     """Argument + output + temporary bytes of the compiled sampling program (compiled, not run).
 
-    `driver.sample` is jitted as a whole with the grid and key concrete, so its call to `driver._run`
-    compiles inline with the very arguments `sample` prepares; score_fn (the weights) stays an argument.
+    `sample_continuous` is jitted as a whole with the grid and key concrete, so the loop's program compiles
+    inline with the very arguments `sample_continuous` prepares; score_fn (the weights) stays an argument.
     """
-    ts = grids.make_grid(GRID, PROCESS, steps)
-    rule = continuous.make_sampler(rule_name)
-    block = min(batch, driver.DEFAULT_BLOCK_SIZE)
+    ts = continuous_grid(GRID, PROCESS, steps)
+    rule = continuous_sampler(rule_name)
+    block = min(batch, DEFAULT_BLOCK_SIZE)
 
     def run(score_fn):
-        return driver.sample(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,), block_size=block)
+        return sample_continuous(score_fn, PROCESS, rule, ts, key=KEY, n_seeds=batch, shape=(DIM,), block_size=block)
 
     stats = jax.jit(run).lower(score_fn).compile().memory_analysis()
     return stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes

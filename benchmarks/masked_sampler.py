@@ -36,7 +36,7 @@ from benchmarks.timing import Row, median_times, parse_cli, print_table
 from diffserial.metrics.tv import histogram
 from diffserial.models.transformer import MaskedTransformer, predictor_from
 from diffserial.processes.masked import Linear
-from diffserial.samplers import driver, masked
+from diffserial.samplers import compiled_programs, masked_grid, masked_sampler, sample_masked
 
 SCHEDULE = Linear()
 KEY = jax.random.key(0)
@@ -79,9 +79,9 @@ def make_predictor(cfg: Config) -> jax.tree_util.Partial:
 def sampler_call(predictor, cfg: Config, rule_name: str, steps: int, run_steps: int | None = None):
     """A thunk sampling cfg.batch sequences with `rule_name` on a uniform grid of `run_steps` (default
     `steps`) steps, compiled for `steps` (pad_to)."""
-    rule = masked.make_masked_sampler(rule_name)
-    ts = masked.masked_grid(run_steps or steps)
-    return lambda: masked.sample_tokens(predictor, SCHEDULE, rule, ts, key=KEY, n_seeds=cfg.batch, length=cfg.length,
+    rule = masked_sampler(rule_name)
+    ts = masked_grid(run_steps or steps)
+    return lambda: sample_masked(predictor, SCHEDULE, rule, ts, key=KEY, n_seeds=cfg.batch, length=cfg.length,
                                         vocab_size=cfg.vocab_size, block_size=min(cfg.batch, BLOCK_SIZE),
                                         pad_to=steps)
 
@@ -109,9 +109,9 @@ def _timed_samplers(predictor, cfg: Config, names: tuple[str, ...], steps: int, 
     for fn in warm.values():
         jax.block_until_ready(fn())
     print(f"    compile + 1-step warm-up of {len(names)} samplers: {time.perf_counter() - start:.1f} s")
-    cache = driver._run._cache_size()
+    cache = compiled_programs()
     t = median_times(fns, cfg.repeats, verbose=True, warmups={n: lambda: None for n in names})  # samplers: warmed above
-    if driver._run._cache_size() != cache:
+    if compiled_programs() != cache:
         raise RuntimeError("a timed sampling call compiled a new program: the warm-up did not match")
     return t
 
@@ -149,7 +149,7 @@ def remask_rows(predictor, cfg: Config) -> list[Row]:
         setting = f"{name} B={cfg.batch} L={cfg.length} T={steps}"
         print(f"  {setting}: {1e3 * t[name]:.1f} ms vs ancestral {1e3 * t['ancestral']:.1f} ms")
         rows.append(Row("remasking vs ancestral", setting, t[name] / t["ancestral"], "<=", 1.15))
-    nfe = masked.make_masked_sampler("revision").nfe_per_step
+    nfe = masked_sampler("revision").nfe_per_step
     rows.append(Row("remasking vs ancestral, per NFE", f"revision ({nfe} NFE/step) B={cfg.batch} L={cfg.length} "
                     f"T={steps}", t["revision"] / (nfe * t["ancestral"]), "<=", 1.15))
     return rows

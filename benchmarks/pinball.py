@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from benchmarks.timing import Row, median_times, parse_cli, print_table  # noqa: E402
 from diffserial.pinball import force_field as ff  # noqa: E402
 from diffserial.pinball.programs import multiply  # noqa: E402
-from diffserial.samplers import driver  # noqa: E402
+from diffserial.samplers import seed_mesh  # noqa: E402
 
 WORD = "a" * 10 + "b" * 10
 
@@ -147,7 +147,7 @@ def main() -> None:
         [3, 3, 3, 22, 6, len(compiled.lanes) + 1, 3])
     jax_f = np.asarray(jax.vmap(ff.groove_drift, (None, 0))(compiled.field, points.astype(np.float32)))
     print(f"max |f_numpy - f_jax| on 512 random points: {np.max(np.abs(numpy_drift(field, points) - jax_f)):.2e}")
-    meshes = {"driver 1 device": driver.seed_mesh(jax.devices()[:1]), "driver all devices": driver.seed_mesh()}
+    meshes = {"driver 1 device": seed_mesh(jax.devices()[:1]), "driver all devices": seed_mesh()}
     rows = []
     for batch in cfg.batches:
         fns = {name: (lambda m=mesh: ff.simulate(compiled, cfg.steps, key=jax.random.key(0), n_seeds=batch, sde=sde,

@@ -3,23 +3,27 @@ serial computation.
 
 The public API in one place:
 
-    from diffserial import VPLinear, GaussianMixture, gmm, make_grid, make_sampler, sample, tv_report
+    from diffserial import VPLinear, GaussianMixture, gmm, continuous_grid, continuous_sampler, sample_continuous
+    from diffserial import masked_grid, masked_sampler, sample_masked, tv_report
 """
 
 from diffserial.metrics.slopes import SlopeFit, fit_loglog_slope
 from diffserial.metrics.tv import bootstrap_ci, histogram, tv_distance, tv_floor, tv_report
 from diffserial.processes.gaussian import PROCESSES, SubVP, VEGeometric, VPCosine, VPLinear
-from diffserial.samplers.continuous import SAMPLERS, make_sampler
-from diffserial.samplers.driver import sample, sample_with_snapshots, seed_mesh
-from diffserial.samplers.grids import GRIDS, make_grid
+from diffserial.samplers import (
+    CONTINUOUS_GRIDS, CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, Rule, continuous_grid, continuous_sampler, masked_grid,
+    masked_sampler, sample_conditional, sample_continuous, sample_continuous_with_snapshots, sample_masked,
+    sample_masked_with_snapshots, seed_mesh)
 from diffserial.targets import gmm
 from diffserial.targets.gmm import GaussianMixture
 from diffserial.targets.perturbed import perturbed_score_fn
 from diffserial.targets.quantize import GridCells, NearestMeanCells
 
 __all__ = [
-    "GRIDS", "PROCESSES", "SAMPLERS", "GaussianMixture", "GridCells", "NearestMeanCells", "SlopeFit",
-    "SubVP", "VEGeometric", "VPCosine", "VPLinear", "bootstrap_ci", "fit_loglog_slope", "gmm",
-    "histogram", "make_grid", "make_sampler", "perturbed_score_fn", "sample", "sample_with_snapshots",
-    "seed_mesh", "tv_distance", "tv_floor", "tv_report",
+    "CONTINUOUS_GRIDS", "CONTINUOUS_SAMPLERS", "MASKED_SAMPLERS", "PROCESSES", "GaussianMixture", "GridCells",
+    "NearestMeanCells", "Rule", "SlopeFit", "SubVP", "VEGeometric", "VPCosine", "VPLinear", "bootstrap_ci",
+    "continuous_grid", "continuous_sampler", "fit_loglog_slope", "gmm", "histogram", "masked_grid",
+    "masked_sampler", "perturbed_score_fn", "sample_conditional", "sample_continuous",
+    "sample_continuous_with_snapshots", "sample_masked", "sample_masked_with_snapshots", "seed_mesh",
+    "tv_distance", "tv_floor", "tv_report",
 ]

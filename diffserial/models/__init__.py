@@ -1,7 +1,7 @@
 """Learned networks the samplers take as plain functions.
 
     mlp.ScoreMLP                 residual MLP for R^d targets, with a sinusoidal time embedding
-    mlp.score_fn_from            (model, params) -> score_fn for `diffserial.samplers.driver`, params traced
+    mlp.score_fn_from            (model, params) -> score_fn for `diffserial.sample_continuous`, params traced
     transformer.MaskedTransformer  bidirectional pre-LN Transformer predicting tokens at every position
     transformer.predictor_from   (model, params) -> predictor for `diffserial.samplers.masked`, params traced
     looped.LoopedTransformer     one weight-tied encoder block applied `loops` times (serial depth a knob,

@@ -138,7 +138,7 @@ def _apply(static: _Static, params: Any, prompt: Array, y: Array, t: Array) -> A
 def eps_fn_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     """(prompt (Lp,), y (La, m), t) -> eps_theta (La, m) for ONE prompt, as a `Partial` whose leaves are
     `params` (the module is static structure), like `mlp.score_fn_from`: the conditional samplers
-    (`samplers.conditional`) compile once per architecture and reuse the program for new weights."""
+    (`samplers.continuous.conditional`) compile once per architecture and reuse the program for new weights."""
     return jax.tree_util.Partial(_apply, _Static(model), params)
 
 

@@ -186,7 +186,7 @@ def _apply(static: _Static, params: Any, x: Array, t: Array) -> Array:
 def predictor_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     """(x, t) -> model(x, t) logits as a `Partial` whose leaves are `params` (the "params" collection).
 
-    The masked samplers' predictor (`diffserial.samplers.masked.sample_tokens`): x (L,) int32 with
+    The masked samplers' predictor (`diffserial.samplers.masked.sample_masked`): x (L,) int32 with
     MASK = vocab_size, logits (L, vocab_size). The module is static structure (compared by its
     configuration) and the parameters are traced, so the sampling driver compiles once per architecture
     and reuses the program for new weights (as `mlp.score_fn_from`).

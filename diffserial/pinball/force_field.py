@@ -101,7 +101,7 @@ import numpy as np
 
 from diffserial.pinball.counter_machine import CounterMachine, tape, transition_table, zero_patterns
 from diffserial.pytrees import static_dataclass
-from diffserial.samplers import driver
+from diffserial.samplers import constant, run_chain
 
 Array = jax.Array
 GATE_OPEN, GATE_SHUT = 0.25, 0.4  # cells from the centre line where a leg's drive is fully on / off
@@ -335,21 +335,17 @@ class ForwardEulerMaruyama:
         return x + (0.5 * x + force_fn(x, t)) * h + (sde.noise * math.sqrt(h)) * z, state
 
 
-def _start_point(start: Array, key: Array) -> Array:
-    return start
-
-
 def simulate(compiled: Compiled, n_steps: int, *, key: Array, n_seeds: int, sde: PinballSDE = PinballSDE(),
              snapshot_steps=(), mesh=None, block_size: int = 256, pad_to: int | None = None):
     """Final positions (n_seeds, d) (and snapshots) of `n_steps` Euler-Maruyama steps from the start point,
-    through `driver.run_chain` (seed i depends only on (key, i))."""
+    through `run_chain` (seed i depends only on (key, i))."""
     if not (sde.step_size > 0 and math.isfinite(sde.step_size)) or not sde.noise >= 0:
         raise ValueError(f"step_size must be finite and > 0 and noise >= 0, got {sde}")
     ts = np.linspace(1.0, 0.0, int(n_steps) + 1)
     fn = jax.tree_util.Partial(force, compiled.field)
-    init = jax.tree_util.Partial(_start_point, jnp.asarray(compiled.start()))
+    init = constant(compiled.start())
     d = compiled.field.dim
-    return driver.run_chain(fn, sde, ForwardEulerMaruyama(), ts, key=key, n_seeds=n_seeds, init_fn=init,
+    return run_chain(fn, sde, ForwardEulerMaruyama(), ts, key=key, n_seeds=n_seeds, init_fn=init,
                             shape=(d,), fn_out_shape=(d,), snapshot_steps=snapshot_steps, mesh=mesh,
                             block_size=block_size, pad_to=pad_to)
 

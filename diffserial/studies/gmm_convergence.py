@@ -24,7 +24,7 @@ from diffserial.metrics.slopes import fit_loglog_slope
 from diffserial.metrics.tv import tv_report
 from diffserial.processes.gaussian import PROCESSES, LinearGaussianSDE
 from diffserial.registry import lookup
-from diffserial.samplers import continuous, driver, grids
+from diffserial.samplers import CONTINUOUS_GRIDS, continuous_grid, continuous_sampler, sample_continuous
 from diffserial.studies import report
 from diffserial.targets import gmm as gmm_lib
 from diffserial.targets.perturbed import perturbed_score_fn
@@ -61,8 +61,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     lookup(PROCESSES, "process", config.process)
     for name in config.samplers:
-        continuous.make_sampler(name)
-    lookup(grids.GRIDS, "grid", config.grid)
+        continuous_sampler(name)
+    lookup(CONTINUOUS_GRIDS, "grid", config.grid)
     if not config.steps or any(int(s) != s or s < 1 for s in config.steps):
         raise ValueError(f"config.steps must be integers >= 1, got {tuple(config.steps)}")
     if not 0.0 < config.eps < 1.0:
@@ -79,7 +79,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.prior == "exact":
         return
     for name in config.samplers:
-        rule = continuous.make_sampler(name)
+        rule = continuous_sampler(name)
         if getattr(rule, "requires_variance_preserving", False) and not PROCESSES[config.process]().variance_preserving:
             raise ValueError(f"sampler {name} needs a variance-preserving process, got {config.process}")
 
@@ -98,11 +98,11 @@ def setup(mixture: gmm_lib.GaussianMixture, process: LinearGaussianSDE, config) 
 def measure(score, mixture, process, cells, pmf, name: str, steps: int, key, config, mesh=None) -> dict:
     """Sample config.n_seeds seeds with sampler `name` in `steps` steps from `score` (prior per
     config.prior) and return the row fields: TV report, NFE, non-finite count, seconds."""
-    rule = continuous.make_sampler(name)
-    ts = grids.make_grid(config.grid, process, steps, config.eps)
+    rule = continuous_sampler(name)
+    ts = continuous_grid(config.grid, process, steps, config.eps)
     init = (jax.tree_util.Partial(_exact_prior, mixture, process, ts[0]) if config.prior == "exact" else None)
     start = time.perf_counter()
-    x = driver.sample(score, process, rule, ts, key=key, n_seeds=config.n_seeds, shape=(mixture.dim,),
+    x = sample_continuous(score, process, rule, ts, key=key, n_seeds=config.n_seeds, shape=(mixture.dim,),
                       init_fn=init, mesh=mesh, block_size=config.block_size, pad_to=max(config.steps))
     x = jax.block_until_ready(x)
     seconds = time.perf_counter() - start

@@ -24,7 +24,7 @@ import numpy as np
 
 from diffserial.metrics.score_error import score_error
 from diffserial.processes.gaussian import PROCESSES
-from diffserial.samplers import continuous, grids
+from diffserial.samplers import continuous_grid, continuous_sampler
 from diffserial.studies import gmm_convergence, report
 from diffserial.targets import gmm as gmm_lib
 from diffserial.training import loop
@@ -50,7 +50,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.train.task != "gmm_score":
         raise ValueError(f"config.train.task must be 'gmm_score', got {config.train.task!r}")
     for name in config.samplers:
-        continuous.make_sampler(name)
+        continuous_sampler(name)
     for name in ("n_seeds", "max_cells", "floor_reps", "block_size", "eps_score_times", "eps_score_samples"):
         if config[name] < 1:
             raise ValueError(f"config.{name} must be >= 1, got {config[name]}")
@@ -97,7 +97,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
     cells, pmf = gmm_convergence.setup(mixture, process, config)
     exact = gmm_lib.score_fn(mixture, process)
     key = jax.random.key(config.seed)
-    ts = grids.make_grid("uniform", process, config.eps_score_times - 1, config.eps)
+    ts = continuous_grid("uniform", process, config.eps_score_times - 1, config.eps)
     sample_at = jax.tree_util.Partial(gmm_lib.sample_at, mixture, process)
     for model in models(config):
         score, trained_steps = (exact, 0) if model == "exact" else _load(config, model, workdir)[1:]

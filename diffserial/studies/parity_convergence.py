@@ -29,7 +29,7 @@ from diffserial.constructions import parity as parity_constructions
 from diffserial.metrics.tv import tv_report
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.registry import lookup
-from diffserial.samplers import driver, masked
+from diffserial.samplers import MASKED_SAMPLERS, constant, masked_grid, masked_sampler, sample_masked
 from diffserial.studies import report
 from diffserial.targets import discrete
 
@@ -44,7 +44,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     for name in config.samplers:
         if name not in CONSTRUCTIONS:
-            lookup({**masked.MASKED_SAMPLERS, **CONSTRUCTIONS}, "sampler", name)
+            lookup({**MASKED_SAMPLERS, **CONSTRUCTIONS}, "sampler", name)
     lookup(SCHEDULES, "schedule", config.schedule)
     for p in config.predictors:
         if p not in PREDICTORS:
@@ -93,23 +93,16 @@ def _string_index(tokens: np.ndarray) -> np.ndarray:
 
 def sample(config, n, predictor, name, steps, key, mesh):
     """Tokens (n_seeds, n) from the masked sampler `name` with `predictor` (x, t) -> logits, or from the
-    construction `name` (which brings its own predictor; `predictor` is ignored), run for `steps`."""
-    ts = masked.masked_grid(steps)
-    common = dict(key=key, n_seeds=config.n_seeds, mesh=mesh, block_size=config.block_size,
+    construction `name` (which brings its own predictor and rule; `predictor` is ignored), run for `steps`."""
+    ts = masked_grid(steps)
+    common = dict(key=key, n_seeds=config.n_seeds, length=n, mesh=mesh, block_size=config.block_size,
                   pad_to=max(config.steps))
+    schedule = make_schedule(config.schedule)  # a construction's rule ignores it
     if name in CONSTRUCTIONS:
         c = CONSTRUCTIONS[name](n)
-        init = jax.tree_util.Partial(_constant, jax.numpy.asarray(c.initial_sequence()))
-        tokens, _ = driver.run_chain(c.predictor, None, c.rule, ts, init_fn=init, shape=(n,),
-                                     fn_out_shape=(n, c.vocab_size), **common)
-        return tokens
-    rule = masked.make_masked_sampler(name)
-    return masked.sample_tokens(predictor, make_schedule(config.schedule), rule, ts, length=n, vocab_size=2,
-                                **common)
-
-
-def _constant(template, key):
-    return template
+        return sample_masked(c.predictor, schedule, c.rule, ts, vocab_size=c.vocab_size,
+                             init_fn=constant(c.initial_sequence()), **common)
+    return sample_masked(predictor, schedule, masked_sampler(name), ts, vocab_size=2, **common)
 
 
 def measure(config, n: int, tokens: np.ndarray) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from diffserial.processes.masked import SCHEDULES
 from diffserial.registry import lookup
-from diffserial.samplers import masked
+from diffserial.samplers import MASKED_SAMPLERS
 from diffserial.studies import parity_convergence
 from diffserial.targets import discrete
 from diffserial.training import loop
@@ -52,7 +52,7 @@ def _train_config(config: ml_collections.ConfigDict, model: str) -> ml_collectio
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     for name in config.samplers:
-        lookup(masked.MASKED_SAMPLERS, "sampler", name)
+        lookup(MASKED_SAMPLERS, "sampler", name)
     lookup(SCHEDULES, "schedule", config.schedule)
     if not config.steps or any(int(s) != s or s < 1 for s in config.steps):
         raise ValueError(f"config.steps must be integers >= 1, got {tuple(config.steps)}")

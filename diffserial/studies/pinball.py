@@ -2,7 +2,7 @@
 interpreter's answer, and how large must the cell side L be as the run length S grows?
 
 Two sweeps, every point = (program, input word, L) with its seeds (`leak_seeds` per leak word,
-`program_seeds`) through `driver.run_chain`, then one seed's trajectory for the picture:
+`program_seeds`) through `samplers.run_chain`, then one seed's trajectory for the picture:
 
     leak      program `leak_program` on the words `leak_words` (run lengths S from the interpreter),
               every L in `leak_cells`: P(leak) = 1 - P(final configuration == interpreter's) against

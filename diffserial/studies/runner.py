@@ -20,7 +20,7 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from diffserial.registry import lookup
-from diffserial.samplers import driver
+from diffserial.samplers import seed_mesh
 from diffserial.studies import report
 
 
@@ -40,7 +40,7 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dic
     """
     study = lookup(studies(), "study", config.study)
     study.validate(config)
-    mesh = mesh if mesh is not None else driver.seed_mesh(jax.local_devices())
+    mesh = mesh if mesh is not None else seed_mesh(jax.local_devices())
     writer = jax.process_index() == 0
     results = os.path.join(workdir, "results.jsonl")
     if writer:

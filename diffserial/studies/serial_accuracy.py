@@ -60,9 +60,8 @@ import numpy as np
 from scipy import stats
 
 from diffserial.processes.masked import SCHEDULES, make_schedule
-from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
-from diffserial.samplers import continuous, driver, masked
+from diffserial.samplers import PromptThenMasks, continuous, driver, masked, masked_grid, masked_sampler, sample_masked
 from diffserial.studies import report, serial_continuous
 from diffserial.training import loop, tasks as training_tasks
 
@@ -171,31 +170,14 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[str, int, str, str, 
     return out
 
 
-@static_dataclass
-class PromptThenMasks:
-    """init_fn of the sampling chain: seed key -> the (L,) sequence with the prompt of the example drawn from
-    that key (`task.sample_one(key)`) and MASK = vocab_size on every generated position."""
-
-    layout: training_tasks.SerialLayout
-
-    def __call__(self, key: jax.Array) -> jax.Array:
-        layout = self.layout
-        masks = jnp.full((layout.generated_len,), layout.task.vocab_size, jnp.int32)
-        return jnp.concatenate([layout.task.sample_one(key).prompt.astype(jnp.int32), masks])
-
-
 def sample(config, layout: training_tasks.SerialLayout, predictor, sampler: str, steps: int, key, mesh,
            pad_to: int) -> jax.Array:
     """Final sequences (n_seeds, L) of `sampler` run for `steps` from PromptThenMasks(layout); the prompt
     positions are fixed by every masked rule (they are unmasked at init)."""
-    vocab = layout.task.vocab_size
-    rule = masked.make_masked_sampler(sampler).bind(vocab)
-    tokens, _ = driver.run_chain(
-        predictor, make_schedule(config.schedule), rule, masked.masked_grid(steps), key=key,
-        n_seeds=config.n_seeds, init_fn=PromptThenMasks(layout), shape=(layout.length,),
-        fn_out_shape=(layout.length, vocab), t_end_min=0.0, mesh=mesh, block_size=config.block_size,
-        pad_to=pad_to)
-    return tokens
+    return sample_masked(
+        predictor, make_schedule(config.schedule), masked_sampler(sampler), masked_grid(steps), key=key,
+        n_seeds=config.n_seeds, length=layout.length, vocab_size=layout.task.vocab_size,
+        init_fn=PromptThenMasks(layout), mesh=mesh, block_size=config.block_size, pad_to=pad_to)
 
 
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:

@@ -55,7 +55,7 @@ import numpy as np
 
 from diffserial.constructions import sudoku_propagation as prop
 from diffserial.processes.masked import SCHEDULES, make_schedule
-from diffserial.samplers import driver, masked
+from diffserial.samplers import MaskedRule, masked_grid, masked_sampler, sample_masked, seed_mesh
 from diffserial.serial_tasks import sudoku
 from diffserial.studies import report
 from diffserial.studies.serial_accuracy import clopper_pearson
@@ -165,22 +165,21 @@ def seed_prompts(puzzles: PuzzleSet, n_seeds: int) -> np.ndarray:
     return np.asarray(prop.to_tokens(puzzles.puzzles[np.arange(n_seeds) % len(puzzles.puzzles)]))
 
 
-def make_rule(sampler: str, tokens_per_step: int) -> masked.MaskedRule:
+def make_rule(sampler: str, tokens_per_step: int) -> MaskedRule:
     """The masked rule bound to MASK = 9: a top-k rule revealing exactly k cells per step, or ancestral."""
     kwargs = {"k": tokens_per_step} if sampler in TOPK_SAMPLERS else {}
-    return masked.make_masked_sampler(sampler, **kwargs).bind(prop.VOCAB_SIZE)
+    return masked_sampler(sampler, **kwargs).bind(prop.VOCAB_SIZE)
 
 
 def sample(config, init_fn, sampler: str, tokens_per_step: int, steps: int, rounds: int, key, mesh,
            pad_to: int) -> np.ndarray:
     """Final tokens (n_seeds, 81) of `sampler` at k tokens per step for `steps` steps with the r-round
     propagation denoiser, from `init_fn` (a Partial of `puzzle_of_seed`)."""
-    tokens, _ = driver.run_chain(
+    tokens = sample_masked(
         prop.SudokuPropagation(rounds, config.hidden_singles), make_schedule(config.schedule),
-        make_rule(sampler, tokens_per_step), masked.masked_grid(steps), key=key,
-        n_seeds=config.n_puzzles * config.samples_per_puzzle, init_fn=init_fn, shape=(prop.N_CELLS,),
-        fn_out_shape=(prop.N_CELLS, prop.VOCAB_SIZE), t_end_min=0.0, mesh=mesh, block_size=config.block_size,
-        pad_to=pad_to)
+        make_rule(sampler, tokens_per_step), masked_grid(steps), key=key,
+        n_seeds=config.n_puzzles * config.samples_per_puzzle, length=prop.N_CELLS, vocab_size=prop.VOCAB_SIZE,
+        init_fn=init_fn, mesh=mesh, block_size=config.block_size, pad_to=pad_to)
     return np.asarray(tokens)
 
 
@@ -214,7 +213,7 @@ def measure(puzzles: PuzzleSet, tokens: np.ndarray) -> dict:
 def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
     """Yield one row per (bucket, rounds, sampler, tokens_per_step); see the module docstring."""
     del workdir
-    mesh = mesh if mesh is not None else driver.seed_mesh(jax.local_devices())
+    mesh = mesh if mesh is not None else seed_mesh(jax.local_devices())
     root = jax.random.key(config.seed)
     n_seeds = config.n_puzzles * config.samples_per_puzzle
     pad_to = max(steps_for(b, k) for b in config.buckets for k in config.tokens_per_step)

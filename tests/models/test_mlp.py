@@ -9,7 +9,7 @@ import pytest
 
 from diffserial.models.mlp import ScoreMLP, score_fn_from, sinusoidal_embedding
 from diffserial.processes.gaussian import VPLinear
-from diffserial.samplers import continuous, driver, grids
+from diffserial.samplers import compiled_programs, continuous_grid, continuous_sampler, sample_continuous
 
 MODEL = ScoreMLP(hidden=32, n_blocks=2, embed_dim=16)
 DIM = 3
@@ -52,12 +52,12 @@ def test_time_embedding_matches_the_formula():
 
 def test_driver_reuses_the_program_for_new_weights():
     process = VPLinear()
-    ts = grids.make_grid("uniform", process, 5)
-    rule = continuous.make_sampler("euler_maruyama")
+    ts = continuous_grid("uniform", process, 5)
+    rule = continuous_sampler("euler_maruyama")
     kw = dict(key=jax.random.key(0), n_seeds=8, shape=(DIM,), block_size=4)
-    first = driver.sample(score_fn_from(MODEL, _params(0)), process, rule, ts, **kw)
-    size = driver._run._cache_size()
-    second = driver.sample(score_fn_from(MODEL, _params(1)), process, rule, ts, **kw)
-    assert driver._run._cache_size() == size
+    first = sample_continuous(score_fn_from(MODEL, _params(0)), process, rule, ts, **kw)
+    size = compiled_programs()
+    second = sample_continuous(score_fn_from(MODEL, _params(1)), process, rule, ts, **kw)
+    assert compiled_programs() == size
     assert first.shape == (8, DIM) and np.all(np.isfinite(second))
     assert not np.array_equal(np.asarray(first), np.asarray(second))

@@ -18,7 +18,7 @@ from diffserial.losses import masked_nelbo
 from diffserial.models.recurrent import RecurrentPredictor
 from diffserial.models.transformer import predictor_from
 from diffserial.processes.masked import Linear
-from diffserial.samplers import masked
+from diffserial.samplers import masked_grid, masked_sampler, sample_masked
 
 V, L, WIDTH = 3, 6, 8
 MODELS = {
@@ -167,8 +167,8 @@ def test_in_the_masked_sampler_and_the_nelbo():
     """Two layers: a tiny ancestral run (2 seeds, 4 steps) fills every position with a real token; the
     NELBO is finite with finite gradients, non-zero on every GRU cell."""
     model, params = MODELS["two_layers"], _params(0)["two_layers"]
-    tokens = masked.sample_tokens(predictor_from(model, params), Linear(), masked.make_masked_sampler("ancestral"),
-                                  masked.masked_grid(4), key=jax.random.key(0), n_seeds=2, length=L, vocab_size=V)
+    tokens = sample_masked(predictor_from(model, params), Linear(), masked_sampler("ancestral"),
+                                  masked_grid(4), key=jax.random.key(0), n_seeds=2, length=L, vocab_size=V)
     tokens = np.asarray(tokens)
     assert tokens.shape == (2, L) and tokens.min() >= 0 and tokens.max() < V
 

@@ -13,7 +13,7 @@ import pytest
 
 from diffserial.models.transformer import MaskedTransformer, predictor_from
 from diffserial.processes.masked import Linear
-from diffserial.samplers import driver, masked
+from diffserial.samplers import compiled_programs, masked_grid, masked_sampler, sample_masked
 
 V, L = 3, 8
 MODEL = MaskedTransformer(vocab_size=V, max_len=12, width=16, depth=2, heads=4, mlp_ratio=2)
@@ -101,11 +101,11 @@ def test_bad_configurations_raise():
 
 def test_predictor_in_the_masked_sampler_reuses_the_program_for_new_weights():
     kw = dict(key=jax.random.key(0), n_seeds=16, length=L, vocab_size=V, block_size=8)
-    rule, grid = masked.make_masked_sampler("ancestral"), masked.masked_grid(4)
-    first = masked.sample_tokens(predictor_from(MODEL, _params(0)["time_free"]), Linear(), rule, grid, **kw)
-    size = driver._run._cache_size()
-    second = masked.sample_tokens(predictor_from(MODEL, _params(1)["time_free"]), Linear(), rule, grid, **kw)
-    assert driver._run._cache_size() == size
+    rule, grid = masked_sampler("ancestral"), masked_grid(4)
+    first = sample_masked(predictor_from(MODEL, _params(0)["time_free"]), Linear(), rule, grid, **kw)
+    size = compiled_programs()
+    second = sample_masked(predictor_from(MODEL, _params(1)["time_free"]), Linear(), rule, grid, **kw)
+    assert compiled_programs() == size
     first, second = np.asarray(first), np.asarray(second)
     assert first.shape == (16, L) and first.dtype == np.int32
     assert first.min() >= 0 and first.max() < V and second.min() >= 0 and second.max() < V  # nothing left masked

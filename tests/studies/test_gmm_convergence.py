@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from configs import gmm_convergence as default_config
+from diffserial.samplers import CONTINUOUS_SAMPLERS
 from diffserial.studies import gmm_convergence, runner
 
 REQUIRED_KEYS = {"study", "target", "sampler", "grid", "steps", "nfe", "d", "n_seeds", "tv", "tv_lo",
@@ -33,7 +34,7 @@ def study(tmp_path_factory):
 
 def test_every_sampler_converges_with_a_negative_slope(study):
     _, summary = study
-    assert set(f["sampler"] for f in summary["fits"].values()) == set(gmm_convergence.continuous.SAMPLERS)
+    assert set(f["sampler"] for f in summary["fits"].values()) == set(CONTINUOUS_SAMPLERS)
     for name, fit in summary["fits"].items():
         assert fit["slope"] is not None and fit["n_used"] >= 2, (name, fit)
         assert fit["slope"] < -0.3, (name, fit)

@@ -13,7 +13,7 @@ from scipy import stats
 from configs import serial_accuracy as serial_config
 from diffserial.models.continuous_answer import BinaryCode
 from diffserial.processes.gaussian import VPLinear
-from diffserial.samplers import driver
+from diffserial.samplers import seed_mesh
 from diffserial.studies import runner, serial_accuracy, serial_continuous
 from diffserial.training import tasks
 
@@ -51,7 +51,7 @@ def test_oracle_predictor_scores_exactly(sampler):
     n = 3
     c = _tiny()
     layout = tasks.serial_layout(serial_accuracy.train_config(c, "parity", n, "cot"))
-    mesh = driver.seed_mesh(jax.devices()[:2])
+    mesh = seed_mesh(jax.devices()[:2])
     for flip, expected in ((0, 1.0), (1, 0.0)):  # the flip is a traced leaf: one compiled program
         predictor = jax.tree_util.Partial(_parity_oracle, jnp.int32(flip))
         for steps in (1, 2, layout.generated_len):
@@ -84,7 +84,7 @@ def test_continuous_family_is_paired_with_the_masked_families():
     process = VPLinear()
     model = tasks.ContinuousAnswer(jax.tree_util.Partial(_point_mass_score, process), process, BinaryCode(2),
                                    layout, 1e-3)
-    mesh = driver.seed_mesh(jax.devices()[:2])
+    mesh = seed_mesh(jax.devices()[:2])
     masked = np.asarray(serial_accuracy.sample(c, masked_layout, _answer_oracle, "topk_confidence", 1,
                                                jax.random.key(4), mesh, pad_to=1))
     cont = np.asarray(serial_continuous.sample_sequences(model, "ancestral", 2, key=jax.random.key(4),
@@ -111,7 +111,7 @@ def test_steps_and_loops():
 def test_tiny_end_to_end_every_family(tmp_path):
     c = _tiny(samplers=("topk_confidence",), continuous_samplers=("dpm_solver_pp_2m",))
     assert "continuous" in c.families
-    summary = runner.run_study(c, str(tmp_path), mesh=driver.seed_mesh(jax.devices()[:2]))
+    summary = runner.run_study(c, str(tmp_path), mesh=seed_mesh(jax.devices()[:2]))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
     assert len(rows) == len(serial_accuracy.points(c))
     assert {r["family"] for r in rows} == set(c.families)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import sudoku_decoding as default_config
-from diffserial.samplers import driver
+from diffserial.samplers import seed_mesh
 from diffserial.studies import runner, sudoku_decoding as study
 
 
@@ -30,7 +30,7 @@ def _small_config(**overrides):
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("sudoku"))
-    summary = runner.run_study(_small_config(), workdir, mesh=driver.seed_mesh(jax.devices()[:2]))
+    summary = runner.run_study(_small_config(), workdir, mesh=seed_mesh(jax.devices()[:2]))
     rows = [json.loads(line) for line in open(os.path.join(workdir, "results.jsonl"))]
     return workdir, rows, summary
 
@@ -82,7 +82,7 @@ def test_seed_i_decodes_puzzle_i_mod_p():
     puzzles = study.generate_puzzles("medium", 4, key)
     config = _small_config(n_puzzles=4, samples_per_puzzle=2)
     init = jax.tree_util.Partial(study.puzzle_of_seed, study.init_key_table(key, 8), study.seed_prompts(puzzles, 8))
-    tokens = study.sample(config, init, "topk_random", 81, 1, 1, key, driver.seed_mesh(jax.devices()[:2]), pad_to=54)
+    tokens = study.sample(config, init, "topk_random", 81, 1, 1, key, seed_mesh(jax.devices()[:2]), pad_to=54)
     for i, row in enumerate(tokens):
         givens = puzzles.puzzles[i % 4] > 0
         np.testing.assert_array_equal(row[givens], puzzles.puzzles[i % 4][givens] - 1)

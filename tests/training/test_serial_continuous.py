@@ -10,7 +10,7 @@ import pytest
 from configs import serial_train
 from diffserial.models.continuous_answer import BinaryCode
 from diffserial.processes.gaussian import VEGeometric, VPLinear
-from diffserial.samplers import conditional, continuous, grids
+from diffserial.samplers import continuous_grid, continuous_sampler, sample_conditional
 from diffserial.studies import serial_continuous
 from diffserial.training import loop, tasks
 
@@ -138,19 +138,19 @@ def test_prompts_are_the_masked_families_prompts_and_follow_the_seed_contract():
 
 
 def test_sample_conditional_errors():
-    process, ts = VPLinear(), grids.make_grid("uniform", VPLinear(), 2, 1e-3)
+    process, ts = VPLinear(), continuous_grid("uniform", VPLinear(), 2, 1e-3)
     score = lambda prompt, y, t: -y
     kwargs = dict(key=jax.random.key(0), n_seeds=4, prompt_len=3, answer_shape=(1, 1), block_size=4)
     draw = serial_continuous.SerialPrompt(tasks.serial_layout(_config(n=3)).task)
     with pytest.raises(ValueError, match="variance-preserving"):
-        conditional.sample_conditional(score, VEGeometric(), continuous.make_sampler("li_yan_sde"), ts,
+        sample_conditional(score, VEGeometric(), continuous_sampler("li_yan_sde"), ts,
                                        draw_prompt=draw, **kwargs)
     with pytest.raises(ValueError, match=r"draw_prompt must return \(3,\)"):
-        conditional.sample_conditional(score, process, continuous.make_sampler("ancestral"), ts,
+        sample_conditional(score, process, continuous_sampler("ancestral"), ts,
                                        draw_prompt=serial_continuous.SerialPrompt(tasks.serial_layout(_config()).task),
                                        **kwargs)
     with pytest.raises(ValueError, match="model function"):
-        conditional.sample_conditional(lambda p, y, t: y[0], process, continuous.make_sampler("ancestral"), ts,
+        sample_conditional(lambda p, y, t: y[0], process, continuous_sampler("ancestral"), ts,
                                        draw_prompt=draw, **{**kwargs, "answer_shape": (2, 1)})
 
 

@@ -1,10 +1,11 @@
 """Update rules of continuous-state samplers: one step from time t to an earlier time s < t.
 
-Each rule is a frozen dataclass with
-    nfe_per_step: int                          score evaluations per step
-    init_state(x) -> state                     extra carry (e.g. DPM-Solver++'s previous x0 estimate)
+Each rule is a frozen dataclass deriving from `ContinuousRule` (a `diffserial.samplers.rule.Rule`) with
+    nfe_per_step: ClassVar[int]                score evaluations per step
+    requires_variance_preserving: ClassVar     True for rules that need m_t^2 + s_t^2 = 1 (Li-Yan)
+    init_state(x) -> state                     extra carry (e.g. DPM-Solver++'s previous x0 estimate; () by default)
     step(process, score_fn, x, state, t, s, key) -> (x, state)
-and is plugged into the single sampling loop of `diffserial.samplers.driver`. `x` is ONE sample; the
+and is plugged into the single sampling loop of `diffserial.samplers.loop`. `x` is ONE sample; the
 driver vmaps over seeds. Notation: x_t | x_0 ~ N(m_t x_0, s_t^2 I); f, g the SDE coefficients;
 dt = t - s > 0; z ~ N(0, I); score = score_fn(x, t); x_t | x_s ~ N(m_{t|s} x_s, v_{t|s} I).
 
@@ -24,7 +25,7 @@ dt = t - s > 0; z ~ N(0, I); score = score_fn(x, t); x_t | x_s ~ N(m_{t|s} x_s, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -38,13 +39,31 @@ _NO_STATE = ()
 
 
 @dataclasses.dataclass(frozen=True)
-class EulerMaruyama:
-    """Euler-Maruyama step of the reverse SDE dx = (f x - g^2 score) dt + g dW-bar."""
+class ContinuousRule:
+    """Base of the continuous update rules: the declared capabilities and the empty carry."""
 
-    nfe_per_step: int = 1
+    nfe_per_step: ClassVar[int] = 1
+    requires_variance_preserving: ClassVar[bool] = False
 
     def init_state(self, x):
+        """No carry: ()."""
         return _NO_STATE
+
+    def step(self, process, score_fn, x, state, t, s, key):
+        raise NotImplementedError
+
+
+def check_process(rule: Any, process: LinearGaussianSDE) -> None:
+    """ValueError if `rule` declares requires_variance_preserving and `process` is not VP."""
+    if rule.requires_variance_preserving and not process.variance_preserving:
+        raise ValueError(
+            f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
+            f"got {type(process).__name__}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EulerMaruyama(ContinuousRule):
+    """Euler-Maruyama step of the reverse SDE dx = (f x - g^2 score) dt + g dW-bar."""
 
     def step(self, process, score_fn, x, state, t, s, key):
         dt = t - s
@@ -54,17 +73,12 @@ class EulerMaruyama:
 
 
 @dataclasses.dataclass(frozen=True)
-class Ancestral:
+class Ancestral(ContinuousRule):
     """Exact Gaussian posterior q(x_s | x_t, x0_hat) with Tweedie's x0_hat = (x + s_t^2 score) / m_t.
 
     Mean (x + v_{t|s} score) / m_{t|s} and variance v_{t|s} s_s^2 / s_t^2; for VP this is DDPM's update with the
     posterior variance beta-tilde (Ho et al. 2020, eqs. 6-7, 11), for VE the SMLD ancestral step.
     """
-
-    nfe_per_step: int = 1
-
-    def init_state(self, x):
-        return _NO_STATE
 
     def step(self, process, score_fn, x, state, t, s, key):
         m_ts, v_ts = process.transition(s, t)
@@ -79,17 +93,13 @@ def _li_yan_alpha(process: LinearGaussianSDE, t, s):
 
 
 @dataclasses.dataclass(frozen=True)
-class LiYanSDE:
+class LiYanSDE(ContinuousRule):
     """Li & Yan (2024, arXiv 2409.18959) eq. 2.4: Y <- a^{-1/2} (Y + (1 - a) score + sqrt(1 - a) Z).
 
     Requires a variance-preserving process (the discrete chain X_t = sqrt(a_t) X_{t-1} + sqrt(1-a_t) W_t).
     """
 
-    nfe_per_step: int = 1
-    requires_variance_preserving = True
-
-    def init_state(self, x):
-        return _NO_STATE
+    requires_variance_preserving: ClassVar[bool] = True
 
     def step(self, process, score_fn, x, state, t, s, key):
         a = _li_yan_alpha(process, t, s)
@@ -98,14 +108,10 @@ class LiYanSDE:
 
 
 @dataclasses.dataclass(frozen=True)
-class LiYanODE:
+class LiYanODE(ContinuousRule):
     """Li & Yan (2024) eq. 2.5: Y <- a^{-1/2} (Y + (1 - a) score / 2)."""
 
-    nfe_per_step: int = 1
-    requires_variance_preserving = True
-
-    def init_state(self, x):
-        return _NO_STATE
+    requires_variance_preserving: ClassVar[bool] = True
 
     def step(self, process, score_fn, x, state, t, s, key):
         a = _li_yan_alpha(process, t, s)
@@ -113,26 +119,18 @@ class LiYanODE:
 
 
 @dataclasses.dataclass(frozen=True)
-class PFEuler:
+class PFEuler(ContinuousRule):
     """Euler step of the probability-flow ODE dx/dt = f x - g^2 score / 2."""
-
-    nfe_per_step: int = 1
-
-    def init_state(self, x):
-        return _NO_STATE
 
     def step(self, process, score_fn, x, state, t, s, key):
         return x - process.pf_drift(x, t, score_fn(x, t)) * (t - s), state
 
 
 @dataclasses.dataclass(frozen=True)
-class PFHeun:
+class PFHeun(ContinuousRule):
     """Heun (explicit trapezoid, 2nd order) step of the probability-flow ODE."""
 
-    nfe_per_step: int = 2
-
-    def init_state(self, x):
-        return _NO_STATE
+    nfe_per_step: ClassVar[int] = 2
 
     def step(self, process, score_fn, x, state, t, s, key):
         dt = t - s
@@ -143,14 +141,12 @@ class PFHeun:
 
 
 @dataclasses.dataclass(frozen=True)
-class DPMSolverPP2M:
+class DPMSolverPP2M(ContinuousRule):
     """DPM-Solver++(2M), multistep second order in the data prediction x0 (Lu et al. 2022, Alg. 2).
 
     State: (previous x0 estimate, previous step size h_prev in lambda = log(m/s)); h_prev = 0 marks the
     first step, which is first order (DDIM).
     """
-
-    nfe_per_step: int = 1
 
     def init_state(self, x):
         return jnp.zeros_like(x), jnp.zeros((), x.dtype)
@@ -202,7 +198,7 @@ class LangevinCorrector:
 
 
 @dataclasses.dataclass(frozen=True)
-class PredictorCorrector:
+class PredictorCorrector(ContinuousRule):
     """Corrector at t followed by a predictor step from t to s (Song et al. 2021, Alg. 1/2 structure)."""
 
     predictor: Any = EulerMaruyama()
@@ -211,6 +207,10 @@ class PredictorCorrector:
     @property
     def nfe_per_step(self) -> int:
         return self.predictor.nfe_per_step + self.corrector.n_steps
+
+    @property
+    def requires_variance_preserving(self) -> bool:
+        return self.predictor.requires_variance_preserving
 
     def init_state(self, x):
         return self.predictor.init_state(x)
@@ -221,7 +221,7 @@ class PredictorCorrector:
         return self.predictor.step(process, score_fn, x, state, t, s, k_pred)
 
 
-SAMPLERS: dict[str, Callable[[], Any]] = {
+CONTINUOUS_SAMPLERS: dict[str, Callable[[], ContinuousRule]] = {
     "euler_maruyama": EulerMaruyama,
     "ancestral": Ancestral,
     "li_yan_sde": LiYanSDE,
@@ -233,6 +233,12 @@ SAMPLERS: dict[str, Callable[[], Any]] = {
 }
 
 
-def make_sampler(name: str, **kwargs) -> Any:
-    """The update rule called `name` (see SAMPLERS), built with `kwargs`."""
-    return lookup(SAMPLERS, "sampler", name)(**kwargs)
+def continuous_sampler(name: str, **kwargs) -> ContinuousRule:
+    """The continuous update rule called `name` (see CONTINUOUS_SAMPLERS and the module docstring for each
+    rule's update x_t -> x_s), built with `kwargs`."""
+    return lookup(CONTINUOUS_SAMPLERS, "sampler", name)(**kwargs)
+
+
+__all__ = ["CONTINUOUS_SAMPLERS", "Ancestral", "ContinuousRule", "DPMSolverPP2M", "EulerMaruyama",
+           "LangevinCorrector", "LiYanODE", "LiYanSDE", "PFEuler", "PFHeun", "PredictorCorrector",
+           "check_process", "continuous_sampler"]

@@ -1,4 +1,4 @@
-"""Continuous samplers conditioned on a per-seed prompt, through the one sampling loop of `driver`.
+"""Continuous samplers conditioned on a per-seed prompt, through the one sampling loop of `loop`.
 
 A conditional score is a pure function of ONE prompt and ONE noisy answer,
 
@@ -9,10 +9,10 @@ e.g. a network's -eps_theta / s_t. Seed i solves its own prompt: the chain's sta
     x = [prompt as float32 (Lp,), y flattened (A,)],   A = prod(answer_shape)        (`Packing`)
 
 (token ids < 2^24 are exact in float32). The initial state of a seed with init key k = fold_in(key_i, 0)
-(the driver's seed contract) is [draw_prompt(k), y_1], y_1 ~ the process prior drawn from fold_in(k, 1)
-(`PromptThenPrior`): the prompt comes from the same key as in `studies.serial_accuracy.PromptThenMasks`,
-so a masked and a continuous family sampled with the same key solve the same prompts. A step applies a
-continuous rule of `samplers.continuous` to y alone, with the score function y -> score_fn(prompt, y, t),
+(the loop's seed contract) is [draw_prompt(k), y_1], y_1 ~ the process prior drawn from fold_in(k, 1)
+(`samplers.initializers.PromptThenPrior`): the prompt comes from the same key as in
+`samplers.initializers.PromptThenMasks`, so a masked and a continuous family sampled with the same key solve
+the same prompts. A step applies a continuous rule of `samplers.continuous` to y alone, with the score function y -> score_fn(prompt, y, t),
 and leaves the prompt unchanged (`PromptConditioned`). Everything seed i does depends on (key, i) only.
 """
 
@@ -29,7 +29,9 @@ from jax.sharding import Mesh
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.pytrees import static_dataclass
-from diffserial.samplers import driver
+from diffserial.samplers.continuous.rules import ContinuousRule, check_process
+from diffserial.samplers.initializers import PromptThenPrior
+from diffserial.samplers.loop import DEFAULT_BLOCK_SIZE, run_chain
 
 Array = jax.Array
 Partial = jax.tree_util.Partial
@@ -67,7 +69,7 @@ class PromptConditioned:
     """A continuous rule applied to the answer part y of the packed state; the prompt part is carried
     unchanged: (x = [p, y], state) -> ([p, rule.step(process, y' -> fn([p, y'], t), y, state, t, s, key)], state')."""
 
-    rule: Any
+    rule: ContinuousRule
     prompt_len: int
 
     @property
@@ -76,7 +78,7 @@ class PromptConditioned:
 
     @property
     def requires_variance_preserving(self) -> bool:
-        return getattr(self.rule, "requires_variance_preserving", False)
+        return self.rule.requires_variance_preserving
 
     def init_state(self, x: Array) -> Any:
         """The rule's carry for the answer part."""
@@ -89,25 +91,10 @@ class PromptConditioned:
         return jnp.concatenate([prompt, y]), state
 
 
-@static_dataclass
-class PromptThenPrior:
-    """init_fn: key k -> [draw_prompt(k) as float32, process.prior_sample(fold_in(k, 1), (A,))]. draw_prompt
-    must be hashable (e.g. a static dataclass): it is static structure of the compiled chain."""
-
-    draw_prompt: Callable[[Array], Array]
-    process: LinearGaussianSDE
-    packing: Packing
-
-    def __call__(self, key: Array) -> Array:
-        prompt = self.draw_prompt(key).astype(jnp.float32)
-        noise = self.process.prior_sample(jax.random.fold_in(key, 1), (self.packing.answer_size,))
-        return jnp.concatenate([prompt, noise])
-
-
 def sample_conditional(
     score_fn: Callable[[Array, Array, Array], Array],
     process: LinearGaussianSDE,
-    rule: Any,
+    rule: ContinuousRule,
     ts: Array,
     *,
     key: Array,
@@ -116,27 +103,25 @@ def sample_conditional(
     prompt_len: int,
     answer_shape: Sequence[int],
     mesh: Mesh | None = None,
-    block_size: int = driver.DEFAULT_BLOCK_SIZE,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     pad_to: int | None = None,
 ) -> tuple[Array, Array]:
     """(prompts (n_seeds, Lp) int32, answers (n_seeds, *answer_shape)): seed i draws its prompt from its own
     init key and runs `rule` on its answer from the prior down the grid ts (see the module docstring).
 
     score_fn(prompt, y, t) -> score of y's shape (a `Partial` over arrays keeps them traced); draw_prompt:
-    hashable key -> (prompt_len,) integer tokens. mesh, block_size, pad_to: as `driver.sample`. ValueError
-    for a VP-only rule on a non-VP process or a draw_prompt of the wrong shape or dtype (the driver checks
-    the grid, the counts and score_fn's output shape).
+    hashable key -> (prompt_len,) integer tokens. mesh, block_size, pad_to: as `sample_continuous`.
+    ValueError for a VP-only rule on a non-VP process or a draw_prompt of the wrong shape or dtype (the loop
+    checks the grid, the counts and score_fn's output shape).
     """
-    if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
-        raise ValueError(f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
-                         f"got {type(process).__name__}")
+    check_process(rule, process)
     packing = Packing(int(prompt_len), tuple(int(v) for v in answer_shape))
     score_fn = score_fn if isinstance(score_fn, Partial) else Partial(score_fn)  # a plain function: by identity
     drawn = jax.eval_shape(draw_prompt, key)
     if drawn.shape != (packing.prompt_len,) or not jnp.issubdtype(drawn.dtype, jnp.integer):
         raise ValueError(f"draw_prompt must return ({packing.prompt_len},) integer tokens; got {drawn.dtype} "
                          f"{drawn.shape}")
-    x, _ = driver.run_chain(
+    x, _ = run_chain(
         Partial(_packed_call, packing, score_fn), process, PromptConditioned(rule, packing.prompt_len), ts,
         key=key, n_seeds=n_seeds, init_fn=PromptThenPrior(draw_prompt, process, packing),
         shape=(packing.prompt_len + packing.answer_size,), fn_out_shape=(packing.answer_size,),
@@ -144,4 +129,4 @@ def sample_conditional(
     return jax.vmap(packing.unpack)(x)
 
 
-__all__ = ["Packing", "PromptConditioned", "PromptThenPrior", "sample_conditional"]
+__all__ = ["Packing", "PromptConditioned", "sample_conditional"]

@@ -61,7 +61,7 @@ def _pin_ends(ts: jnp.ndarray, eps: float) -> jnp.ndarray:
     return ts.astype(jnp.float32).at[0].set(1.0).at[-1].set(eps)
 
 
-GRIDS: dict[str, Callable[..., jnp.ndarray]] = {
+CONTINUOUS_GRIDS: dict[str, Callable[..., jnp.ndarray]] = {
     "uniform": uniform,
     "quadratic": quadratic,
     "karras": karras,
@@ -69,8 +69,13 @@ GRIDS: dict[str, Callable[..., jnp.ndarray]] = {
 }
 
 
-def make_grid(name: str, process: LinearGaussianSDE, steps: int, eps: float = 1e-3) -> jnp.ndarray:
-    """The (steps + 1,) decreasing time grid `name` from 1 to eps for `process`."""
-    fn = lookup(GRIDS, "grid", name)
+def continuous_grid(name: str, process: LinearGaussianSDE, steps: int, eps: float = 1e-3) -> jnp.ndarray:
+    """The (steps + 1,) decreasing time grid `name` from t_0 = 1 to t_T = eps for `process` (see
+    CONTINUOUS_GRIDS and the module docstring: uniform t_i = 1 - (1 - eps) i / T, quadratic, karras,
+    logsnr)."""
+    fn = lookup(CONTINUOUS_GRIDS, "grid", name)
     _check(steps, eps)
     return fn(process, steps, eps)
+
+
+__all__ = ["CONTINUOUS_GRIDS", "KARRAS_RHO", "continuous_grid", "karras", "logsnr", "quadratic", "uniform"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from diffserial.processes.gaussian import VEGeometric, VPCosine, VPLinear
-from diffserial.samplers import continuous, driver, grids
+from diffserial.samplers import continuous_grid, continuous_sampler, sample_continuous
 
 MU = np.array([1.0, -0.5])
 SIGMA0 = np.array([[0.5, 0.2], [0.2, 0.3]])
@@ -57,10 +57,10 @@ class _GivenIncrements(diffrax.AbstractPath):
 @pytest.mark.parametrize("process", [VPLinear(), VEGeometric()], ids=lambda p: p.name)
 def test_euler_maruyama_matches_diffrax_euler_with_same_brownian_increments(process):
     steps, key, seed = 16, jax.random.key(7), 5
-    ts = grids.make_grid("quadratic", process, steps)
+    ts = continuous_grid("quadratic", process, steps)
     score = _gauss_score(process)
     x1 = jnp.array([0.3, -1.2]) * process.prior_std()
-    ours = driver.sample(score, process, continuous.make_sampler("euler_maruyama"), ts, key=key,
+    ours = sample_continuous(score, process, continuous_sampler("euler_maruyama"), ts, key=key,
                          n_seeds=seed + 1, shape=(2,), init_fn=lambda k: x1)[seed]
     z = _step_normals(key, seed, steps, (2,))
     dw = jnp.sqrt(ts[:-1] - ts[1:])[:, None] * z  # the reverse-time Brownian increments we used
@@ -75,10 +75,10 @@ def test_euler_maruyama_matches_diffrax_euler_with_same_brownian_increments(proc
 @pytest.mark.parametrize("process", [VPLinear(), VPCosine(), VEGeometric()], ids=lambda p: p.name)
 def test_pf_heun_matches_diffrax_heun(process):
     steps = 12
-    ts = grids.make_grid("karras", process, steps)
+    ts = continuous_grid("karras", process, steps)
     score = _gauss_score(process)
     x1 = jnp.array([0.7, 0.1]) * process.prior_std()
-    ours = driver.sample(score, process, continuous.make_sampler("pf_heun"), ts, key=jax.random.key(0),
+    ours = sample_continuous(score, process, continuous_sampler("pf_heun"), ts, key=jax.random.key(0),
                          n_seeds=1, shape=(2,), init_fn=lambda k: x1)[0]
     term = diffrax.ODETerm(lambda t, y, args: process.pf_drift(y, t, score(y, t)))
     sol = diffrax.diffeqsolve(term, diffrax.Heun(), t0=ts[0], t1=ts[-1], dt0=None, y0=x1,
@@ -126,8 +126,8 @@ def _affine_step(name, t, s):
 @pytest.mark.parametrize("name", ["euler_maruyama", "ancestral", "li_yan_sde", "pf_euler"])
 def test_gaussian_target_moments_follow_the_exact_recursion(name):
     process, steps, n = VPLinear(), 3, 100_000
-    ts = grids.make_grid("uniform", process, steps)
-    x = driver.sample(_gauss_score(process), process, continuous.make_sampler(name), ts,
+    ts = continuous_grid("uniform", process, steps)
+    x = sample_continuous(_gauss_score(process), process, continuous_sampler(name), ts,
                       key=jax.random.key(11), n_seeds=n, shape=(2,))
     x = np.asarray(x, np.float64)
     mean, cov = np.zeros(2), np.eye(2)  # the prior N(0, I)
@@ -151,8 +151,8 @@ def test_dpm_solver_is_exact_for_a_point_mass():
         m, s = process.marginal(t)
         return -(x - m * mu) / s**2
 
-    ts = grids.make_grid("logsnr", process, 5)
-    x = driver.sample(score, process, continuous.make_sampler("dpm_solver_pp_2m"), ts,
+    ts = continuous_grid("logsnr", process, 5)
+    x = sample_continuous(score, process, continuous_sampler("dpm_solver_pp_2m"), ts,
                       key=jax.random.key(0), n_seeds=64, shape=(2,))
     m_e, s_e = process.marginal(ts[-1])
     x1 = jax.vmap(lambda i: jax.random.normal(jax.random.fold_in(jax.random.fold_in(jax.random.key(0), i), 0), (2,)))(
