@@ -21,7 +21,7 @@ each sampler of config.samplers at T steps, and scores the sampled answer with t
                   process config.train.process)
 
 The continuous family is sampled by `studies.serial_continuous.sample_sequences` with the continuous samplers
-config.continuous_samplers (`samplers.continuous.SAMPLERS`) at every T in config.steps (T is free for a
+config.continuous_samplers (`samplers.CONTINUOUS_SAMPLERS`) at every T in config.steps (T is free for a
 continuous diffusion: the grid from t = 1 to the training's t_min has T steps whatever the answer length); its
 seed i draws the same prompt as PromptThenMasks, so it is paired with the masked families at the same n. Its
 rows carry the forward process in "schedule".
@@ -61,7 +61,8 @@ from scipy import stats
 
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.registry import lookup
-from diffserial.samplers import PromptThenMasks, continuous, driver, masked, masked_grid, masked_sampler, sample_masked
+from diffserial.samplers import (CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, PromptThenMasks, continuous_sampler, masked_grid,
+                                 masked_sampler, sample_masked, seed_mesh)
 from diffserial.studies import report, serial_continuous
 from diffserial.training import loop, tasks as training_tasks
 
@@ -133,9 +134,9 @@ def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     for name in config.samplers:
-        lookup(masked.MASKED_SAMPLERS, "sampler", name)
+        lookup(MASKED_SAMPLERS, "sampler", name)
     for name in config.continuous_samplers:
-        lookup(continuous.SAMPLERS, "continuous sampler", name)
+        lookup(CONTINUOUS_SAMPLERS, "continuous sampler", name)
     lookup(SCHEDULES, "schedule", config.schedule)
     for field in ("tasks", "sizes", "families", "samplers", "continuous_samplers", "steps"):
         if not config[field]:
@@ -242,7 +243,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
     docstring. Seeds are sharded over `mesh`; the evaluation key differs from every training key."""
     if workdir is None:
         raise ValueError("serial_accuracy trains its models into WORKDIR/train_*: a workdir is required")
-    mesh = mesh if mesh is not None else driver.seed_mesh(jax.local_devices())
+    mesh = mesh if mesh is not None else seed_mesh(jax.local_devices())
     eval_key = jax.random.fold_in(jax.random.key(config.seed), 7)
     for task, n, family in runs(config):
         train_dir = os.path.join(workdir, f"train_{task}_n{n}_{family}")
@@ -264,7 +265,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
         common.update(dict.fromkeys(TOKEN_ACCURACY_KEYS) if is_continuous  # no argmax of a score
                       else token_accuracy(layout, predictor, key, min(config.n_seeds, 1024)))
         for sampler in samplers_for(config, family):
-            rule = continuous.make_sampler(sampler) if is_continuous else masked.make_masked_sampler(sampler)
+            rule = continuous_sampler(sampler) if is_continuous else masked_sampler(sampler)
             for t in steps:
                 start = time.perf_counter()
                 if is_continuous:

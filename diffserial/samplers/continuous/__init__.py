@@ -14,9 +14,6 @@ from diffserial.samplers.continuous.rules import (
     LiYanSDE, PFEuler, PFHeun, PredictorCorrector, check_process, continuous_sampler)
 from diffserial.samplers.continuous.sample import sample_continuous, sample_continuous_with_snapshots
 
-# Old names, kept for callers not yet moved to the paired API (studies/serial_accuracy.py).
-SAMPLERS = CONTINUOUS_SAMPLERS
-make_sampler = continuous_sampler
 
 __all__ = [
     "CONTINUOUS_GRIDS", "CONTINUOUS_SAMPLERS", "Ancestral", "ContinuousRule", "DPMSolverPP2M", "EulerMaruyama",

@@ -21,8 +21,6 @@ from diffserial.samplers.masked.sample import (
     MASKED_SAMPLERS, masked_sampler, sample_masked, sample_masked_with_snapshots)
 from diffserial.samplers.masked.state import MaskedRule, MaskedRuleState
 
-# Old name, kept for callers not yet moved to the paired API (studies/serial_accuracy.py).
-make_masked_sampler = masked_sampler
 
 __all__ = [
     "GRID_SPACINGS", "MASKED_SAMPLERS", "Ancestral", "DFMCorrector", "FBCorrector", "FirstHitting", "MaskGIT",
