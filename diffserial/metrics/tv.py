@@ -18,6 +18,8 @@ import math
 
 import numpy as np
 
+from diffserial.metrics.intervals import bootstrap_basic
+
 _PMF_ATOL = 1e-9
 # Multinomial draws are generated in blocks of at most this many int64 entries (32 MiB).
 _BLOCK_ENTRIES = 1 << 22
@@ -143,8 +145,8 @@ def bootstrap_ci(
         lo = max(0, 2 TV - q_b),   hi = 2 TV - q_a.
 
     The plug-in TV is biased upward (by about the noise floor when the true TV is small), and the
-    resampled TVs carry that bias once more; reflecting around TV, unlike the percentile interval
-    [q_a, q_b], moves the interval down by the estimated bias instead of up, so it can reach the
+    resampled TVs carry that bias once more; reflecting around TV (`intervals.bootstrap_basic`), unlike
+    the percentile interval [q_a, q_b], moves the interval down by the estimated bias instead of up, so it can reach the
     floor when the sampler is exact. Cells with c_k = 0 are never resampled and contribute p_k each,
     so the cost is O(K + reps * min(K, N)). Trust it when most cells hold many samples.
     """
@@ -158,9 +160,8 @@ def bootstrap_ci(
     target = np.append(pmf[seen], 0.0)
     unseen_mass = float(pmf[~seen].sum())
     tvs = _multinomial_tvs(np.random.default_rng(seed), n, probs, target, unseen_mass, reps)
-    q_a, q_b = np.quantile(tvs, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    tv = tv_distance(hist, pmf)
-    return max(0.0, 2.0 * tv - float(q_b)), 2.0 * tv - float(q_a)
+    lo, hi = bootstrap_basic(tv_distance(hist, pmf), tvs, level)
+    return max(0.0, lo), hi
 
 
 def tv_report(

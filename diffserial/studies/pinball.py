@@ -29,6 +29,7 @@ import matplotlib
 import ml_collections
 import numpy as np
 
+from diffserial.metrics.intervals import wilson
 from diffserial.pinball import counter_machine as cm
 from diffserial.pinball import force_field as ff
 from diffserial.pinball.programs import PROGRAMS, random_words
@@ -88,14 +89,6 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[str, str, str, float
     progs = [("programs", p, w, float(c)) for p, w in _program_words(config) for c in config.program_cells]
     picture = [("trajectory", config.leak_program, config.leak_words[0], float(max(config.leak_cells)))]
     return leak + progs + picture
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score 95% interval for a binomial proportion."""
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:

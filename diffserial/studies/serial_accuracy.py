@@ -57,8 +57,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from scipy import stats
 
+from diffserial.metrics.intervals import clopper_pearson
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.registry import lookup
 from diffserial.samplers import (CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, PromptThenMasks, continuous_sampler, masked_grid,
@@ -179,14 +179,6 @@ def sample(config, layout: training_tasks.SerialLayout, predictor, sampler: str,
         predictor, make_schedule(config.schedule), masked_sampler(sampler), masked_grid(steps), key=key,
         n_seeds=config.n_seeds, length=layout.length, vocab_size=layout.task.vocab_size,
         init_fn=PromptThenMasks(layout), mesh=mesh, block_size=config.block_size, pad_to=pad_to)
-
-
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Exact binomial interval for k successes of n: Beta(a/2; k, n-k+1), Beta(1-a/2; k+1, n-k)."""
-    a = 1.0 - confidence
-    lower = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n - k + 1))
-    upper = 1.0 if k == n else float(stats.beta.ppf(1 - a / 2, k + 1, n - k))
-    return lower, upper
 
 
 def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:

@@ -54,11 +54,11 @@ import ml_collections
 import numpy as np
 
 from diffserial.constructions import sudoku_propagation as prop
+from diffserial.metrics.intervals import clopper_pearson
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.samplers import MaskedRule, masked_grid, masked_sampler, sample_masked, seed_mesh
 from diffserial.serial_tasks import sudoku
 from diffserial.studies import report
-from diffserial.studies.serial_accuracy import clopper_pearson
 
 STUDY = "sudoku_decoding"
 POSTFIX_KEYS = ("bucket", "rounds", "sampler", "tokens_per_step")

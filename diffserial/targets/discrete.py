@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
-from scipy import stats
+
+from diffserial.metrics.intervals import clopper_pearson
 
 Array = jax.Array
 Predictor = Callable[[Array, Array], Array]
@@ -446,7 +447,8 @@ def odd_rate_lower_bound(samples, confidence: float = 0.95) -> OddRate:
     For any law P on {0,1}^n, TV(P, D_n^(+)) >= P(odd) because D_n^(+) puts no mass on odd strings
     (take the event "odd" in sup_A |P(A) - D(A)|). The odd rate k/N of N i.i.d. draws of P is an
     unbiased estimate of P(odd), hence of a lower bound on TV, for any n (no histogram over 2^n cells).
-    The exact binomial interval, with a = 1 - confidence and k odd draws out of N:
+    The exact binomial interval (`metrics.intervals.clopper_pearson`), with a = 1 - confidence and k odd
+    draws out of N:
         lower = Beta(a/2; k, N - k + 1) quantile (0 if k = 0),
         upper = Beta(1 - a/2; k + 1, N - k) quantile (1 if k = N),
     so `lower` is a one-sided (1 - a/2) lower confidence bound on TV(P, D_n^(+)).
@@ -460,8 +462,6 @@ def odd_rate_lower_bound(samples, confidence: float = 0.95) -> OddRate:
         raise ValueError(f"confidence must be a number in (0, 1); got {confidence!r}")
     n_samples = int(x.shape[0])
     k = int(np.sum(x.astype(np.int64).sum(axis=1) % 2))
-    a = 1.0 - confidence
-    lower = 0.0 if k == 0 else float(stats.beta.ppf(a / 2, k, n_samples - k + 1))
-    upper = 1.0 if k == n_samples else float(stats.beta.ppf(1 - a / 2, k + 1, n_samples - k))
+    lower, upper = clopper_pearson(k, n_samples, confidence)
     return OddRate(rate=k / n_samples, lower=lower, upper=upper, n_odd=k, n_samples=n_samples,
                    confidence=float(confidence))

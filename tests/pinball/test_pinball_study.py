@@ -59,13 +59,6 @@ def test_fit_recovers_an_exact_exponential():
     assert pinball.fit_leak_slope(rows[:1], 0.6, 3)["slope"] is None
 
 
-def test_wilson_interval_closed_forms():
-    lo, hi = pinball.wilson(0, 100)
-    assert lo == 0.0 and hi == pytest.approx(1.96**2 / (100 + 1.96**2))
-    lo, hi = pinball.wilson(50, 100)
-    assert (lo + hi) / 2 == pytest.approx(0.5) and hi - lo == pytest.approx(2 * 1.96 * 0.5 / math.sqrt(100 + 1.96**2))
-
-
 @pytest.mark.parametrize("overrides, match", [
     (dict(leak_program="fib"), "valid programs"),
     (dict(programs=("add", "sort")), "valid programs"),
