@@ -475,5 +475,5 @@ def table(rows: list[dict], summary: dict) -> str:
 
 
 __all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
-           "clopper_pearson", "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
+           "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
            "sample", "samplers_for", "steps_for", "summarize", "table", "task_args", "train_config", "validate"]
