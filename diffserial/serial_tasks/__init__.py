@@ -14,12 +14,17 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
     circuit_value   circuit_value.CircuitValueTask  P-complete (CVP)           gate values by layer
     do1             do1.Do1Task                     P-complete to approximate  gate values by layer
     do1_2afc        do1.Do1ForcedChoiceTask         Thm G.2 forced choice      gate values by layer
+    mechanics       mechanics.MechanicsTask(T)      1-D elastic lattice gas    states at ticks 1..T-1
+    free_flight     mechanics.free_flight_task(T)   control: closed form       states at ticks 1..T-1
+    arithmetic_circuit
+                    arithmetic_circuit.ArithmeticCircuitTask   Z_p circuit value   gate values by layer
     sudoku          sudoku.SudokuTask(difficulty)   host-side, unique puzzles  none
 
 `make_task(name, *args, **kwargs)` builds one by name (ValueError listing the names otherwise).
 """
 
 from diffserial.registry import lookup
+from diffserial.serial_tasks.arithmetic_circuit import ArithmeticCircuitTask
 from diffserial.serial_tasks.automata import ElementaryCATask, rule110_task
 from diffserial.serial_tasks.circuit_value import CircuitValueTask
 from diffserial.serial_tasks.common import Example, SerialTask
@@ -32,6 +37,7 @@ from diffserial.serial_tasks.group_words import (
     s5_task,
     sum_mod_task,
 )
+from diffserial.serial_tasks.mechanics import MechanicsTask, free_flight_task
 from diffserial.serial_tasks.sudoku import SudokuTask
 
 TASKS = {
@@ -45,6 +51,9 @@ TASKS = {
     "circuit_value": CircuitValueTask,
     "do1": Do1Task,
     "do1_2afc": Do1ForcedChoiceTask,
+    "mechanics": MechanicsTask,
+    "free_flight": free_flight_task,
+    "arithmetic_circuit": ArithmeticCircuitTask,
     "sudoku": SudokuTask,
 }
 
@@ -55,7 +64,7 @@ def make_task(name: str, *args, **kwargs) -> SerialTask:
 
 
 __all__ = [
-    "TASKS", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task", "ElementaryCATask", "Example", "MajorityTask",
-    "SerialTask", "SudokuTask", "WordProblemTask", "a5_task", "make_task", "parity_task", "rule110_task",
-    "s5_task", "sum_mod_task", "switchover_estimate",
+    "TASKS", "ArithmeticCircuitTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task", "ElementaryCATask",
+    "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask", "a5_task",
+    "free_flight_task", "make_task", "parity_task", "rule110_task", "s5_task", "sum_mod_task", "switchover_estimate",
 ]
