@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, SerialTask, below, check_int, random_words
+from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, check_int, random_words
 
 Array = jax.Array
 
@@ -100,7 +100,7 @@ def random_arithmetic_circuit(key: Array, n_inputs: int, width: int, depth: int,
 
 
 @static_dataclass
-class ArithmeticCircuitTask(SerialTask):
+class ArithmeticCircuitTask(LayeredCircuitLayout, SerialTask):
     """Value of a random layered arithmetic circuit over Z_p per example (ops from `ops`); see the module
     docstring for the token layout. cot is None if not with_cot or depth = 1."""
 
@@ -123,18 +123,6 @@ class ArithmeticCircuitTask(SerialTask):
     @property
     def vocab_size(self) -> int:
         return self.p + N_OPS + max(self.n_inputs, self.width)
-
-    @property
-    def prompt_len(self) -> int:
-        return self.n_inputs + 3 * self.depth * self.width
-
-    @property
-    def answer_len(self) -> int:
-        return self.n_outputs
-
-    @property
-    def cot_len(self) -> int:
-        return (self.depth - 1) * self.width if self.with_cot else 0
 
     def _encode(self, ops: Array, in_a: Array, in_b: Array, inputs: Array) -> Array:
         wire = self.p + N_OPS

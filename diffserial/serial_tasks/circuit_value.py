@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from diffserial.constructions.circuits import GATE_NAMES, LayeredCircuit, layer_values
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, SerialTask, below, check_int, random_words, top_bit
+from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, check_int, random_words, top_bit
 
 Array = jax.Array
 
@@ -105,7 +105,7 @@ def check_circuit_shape(n_inputs, width, depth) -> None:
 
 
 @static_dataclass
-class CircuitValueTask(SerialTask):
+class CircuitValueTask(LayeredCircuitLayout, SerialTask):
     """CVP on a random layered circuit per example (gate types from `gate_types`); see the module
     docstring for the token layout. cot is None if not with_cot or depth = 1."""
 
@@ -124,18 +124,6 @@ class CircuitValueTask(SerialTask):
     @property
     def vocab_size(self) -> int:
         return circuit_vocab_size(self.n_inputs, self.width)
-
-    @property
-    def prompt_len(self) -> int:
-        return self.n_inputs + 3 * self.depth * self.width
-
-    @property
-    def answer_len(self) -> int:
-        return self.n_outputs
-
-    @property
-    def cot_len(self) -> int:
-        return (self.depth - 1) * self.width if self.with_cot else 0
 
     def sample_one(self, key: Array) -> Example:
         """A random circuit and input; answer = first n_outputs gates of the last layer; cot = the other

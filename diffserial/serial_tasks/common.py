@@ -95,6 +95,24 @@ class SerialTask:
         return prompt.astype(jnp.int32), answer.astype(jnp.int32)
 
 
+class LayeredCircuitLayout:
+    """Sequence lengths of a layered-circuit task with fields n_inputs, width, depth, n_outputs, with_cot:
+    prompt = the inputs and one (type, wire a, wire b) triple per gate, n + 3 d w tokens; answer = the first
+    n_outputs gates of the last layer; cot = the values of layers 0 .. d-2, (d - 1) w tokens."""
+
+    @property
+    def prompt_len(self) -> int:
+        return self.n_inputs + 3 * self.depth * self.width
+
+    @property
+    def answer_len(self) -> int:
+        return self.n_outputs
+
+    @property
+    def cot_len(self) -> int:
+        return (self.depth - 1) * self.width if self.with_cot else 0
+
+
 def check_key(key) -> Array:
     """`key` if it is a JAX PRNG key (typed, or a raw uint32 (2,)); ValueError otherwise."""
     if not isinstance(key, jax.Array) or not (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or
