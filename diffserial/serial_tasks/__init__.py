@@ -16,6 +16,9 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
     do1_2afc        do1.Do1ForcedChoiceTask         Thm G.2 forced choice      gate values by layer
     mechanics       mechanics.MechanicsTask(T)      1-D elastic lattice gas    states at ticks 1..T-1
     free_flight     mechanics.free_flight_task(T)   control: closed form       states at ticks 1..T-1
+    billiards       billiards.BilliardBallTask(T)   P-complete (2-D BBMCA)     grids at steps 1..T-1
+    billiards_free_flight
+                    billiards.billiards_free_flight_task(T)   control: closed form   grids at steps 1..T-1
     arithmetic_circuit
                     arithmetic_circuit.ArithmeticCircuitTask   Z_p circuit value   gate values by layer
     sudoku          sudoku.SudokuTask(difficulty)   host-side, unique puzzles  none
@@ -26,6 +29,7 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
 from diffserial.registry import lookup
 from diffserial.serial_tasks.arithmetic_circuit import ArithmeticCircuitTask
 from diffserial.serial_tasks.automata import ElementaryCATask, rule110_task
+from diffserial.serial_tasks.billiards import BilliardBallTask, billiards_free_flight_task
 from diffserial.serial_tasks.circuit_value import CircuitValueTask
 from diffserial.serial_tasks.common import Example, SerialTask
 from diffserial.serial_tasks.do1 import Do1ForcedChoiceTask, Do1Task, switchover_estimate
@@ -53,6 +57,8 @@ TASKS = {
     "do1_2afc": Do1ForcedChoiceTask,
     "mechanics": MechanicsTask,
     "free_flight": free_flight_task,
+    "billiards": BilliardBallTask,
+    "billiards_free_flight": billiards_free_flight_task,
     "arithmetic_circuit": ArithmeticCircuitTask,
     "sudoku": SudokuTask,
 }
@@ -64,7 +70,8 @@ def make_task(name: str, *args, **kwargs) -> SerialTask:
 
 
 __all__ = [
-    "TASKS", "ArithmeticCircuitTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task", "ElementaryCATask",
-    "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask", "a5_task",
-    "free_flight_task", "make_task", "parity_task", "rule110_task", "s5_task", "sum_mod_task", "switchover_estimate",
+    "TASKS", "ArithmeticCircuitTask", "BilliardBallTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task",
+    "ElementaryCATask", "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask",
+    "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task", "rule110_task", "s5_task",
+    "sum_mod_task", "switchover_estimate",
 ]

@@ -25,6 +25,7 @@ CONFIGS = {
     "rule110": ((9, 6), {}), "elementary_ca": ((8, 5), {"rule": 30, "with_cot": False}),
     "circuit_value": ((5, 4, 6), {}), "do1": ((6, 4, 8), {}), "do1_2afc": ((3, 2, 3), {}),
     "mechanics": ((9,), {}), "free_flight": ((9,), {}), "arithmetic_circuit": ((4, 4, 6), {}),
+    "billiards": ((6,), {}), "billiards_free_flight": ((6,), {}),
     "sudoku": (("easy",), {}),
 }
 CROSS_PROCESS = ("s5", "do1_2afc", "sudoku")  # each costs a compile in the subprocess
