@@ -23,15 +23,30 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.study = "serial_accuracy"
     c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field
     c.seed = 0
-    # parity: CoT = prefix parities (one XOR per step). On CPU budgets (README) n = 4, 8 are learned with and
-    # without CoT; at n = 10 only without, at n = 12 by neither: no size separates the families there.
-    # s5: NC1-complete word problem (its 120 x 120 table is not learned in a CPU budget); also circuit_value, ...
-    c.tasks = ("parity", "s5") if paper else ("parity",)
-    c.sizes = (4, 8, 16, 32) if paper else (4, 8)
-    c.families = ("transformer", "looped", "recurrent", "cot", "continuous")
+    # Two inherently serial tasks and a TC0 control, each at a size the fixed-depth transformer learns and one
+    # past its capacity (README, study 5): rule110 (P-complete; n automaton steps on rows of ca_width cells,
+    # 2^16 prompts), circuit_value (P-complete; depth n, circuit_width gates per layer) and majority (TC0).
+    c.tasks = (("rule110", "circuit_value", "arithmetic_circuit", "billiards", "s5", "billiards_free_flight",
+                "majority", "parity") if paper
+               else ("rule110", "circuit_value", "majority"))
+    sizes = {  # config.sizes.TASK: the sizes n of each task (--config.sizes.rule110="(2,4,6)")
+        "parity": (4, 8), "majority": (8, 32), "sum_mod": (8, 32), "s5": (2, 8), "a5": (2, 8),
+        "circuit_value": (2, 4), "arithmetic_circuit": (2, 4), "billiards": (2, 4), "billiards_free_flight": (2, 4),
+        "rule110": (2, 6)}
+    paper_sizes = {
+        "parity": (8, 16, 32, 64), "majority": (8, 32, 128), "sum_mod": (8, 32, 128), "s5": (2, 4, 8, 16, 32),
+        "a5": (2, 4, 8, 16, 32), "circuit_value": (2, 4, 8, 16), "arithmetic_circuit": (2, 4, 8, 16),
+        "billiards": (2, 4, 8, 16), "billiards_free_flight": (2, 4, 8, 16), "rule110": (2, 4, 8, 16, 32)}
+    c.sizes = ml_collections.ConfigDict(paper_sizes if paper else sizes)
+    # the fixed-depth transformer, the same network trained supervised (the capacity baseline) and with chain of
+    # thought; the paper scale adds the looped and recurrent networks and the continuous diffusion
+    c.families = (("transformer", "supervised", "looped", "recurrent", "cot", "continuous") if paper
+                  else ("transformer", "supervised", "cot"))
     c.loops_per_n = 0.5  # looped family: loops = max(1, ceil(loops_per_n * n))
-    c.circuit_width = 4  # circuit_value: inputs and gates per layer (n = depth)
-    c.ca_width = 8  # rule110: row width (n = automaton steps)
+    c.circuit_width = 4  # circuit_value, arithmetic_circuit: inputs and gates per layer (n = depth)
+    c.arithmetic_modulus = 7  # arithmetic_circuit: values in Z_p
+    c.ca_width = 32 if paper else 16  # rule110: row width (n = automaton steps); 2^16 prompts at 16
+    c.billiards_side = 8 if paper else 6  # billiards (2-D hard balls, BBMCA): side of the square torus, 2^36 at 6
     width = 256 if paper else 64
     c.models = ml_collections.ConfigDict({
         "transformer": dict(width=width, depth=4 if paper else 2, heads=4, mlp_ratio=4),
@@ -44,7 +59,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.train.optimizer.warmup_steps = 500 if paper else 100
     c.train.optimizer.ema_decay = 0.999 if paper else 0.99  # the sampled EMA must not average the early steps
     c.train.checkpoint_every = 5000 if paper else 10_000
-    c.train_steps = 50_000 if paper else 2000
+    c.train_steps = 50_000 if paper else 1000
     c.samplers = ("topk_confidence", "ancestral")  # confidence-ordered and ancestral (MDLM) masked samplers
     # family "continuous": continuous diffusion over the quantized answer (paper appendix F.1), sampled at every T
     # in c.steps by these samplers of diffserial.samplers.continuous
@@ -53,6 +68,6 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.continuous_train_steps = 50_000 if paper else 8000
     c.schedule = "linear"
     c.steps = (1, 2, 4, 8, 16, 32, 64)  # clipped to G = generated positions; G itself is always measured
-    c.n_seeds = 16384 if paper else 2048
+    c.n_seeds = 16384 if paper else 1024
     c.block_size = 1024 if paper else 512
     return c

@@ -74,7 +74,9 @@ FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
 SUPERVISED = "supervised"  # the fixed-depth transformer trained by cross-entropy on the fully masked answer
 CONTINUOUS = "continuous"  # the family trained with task serial_continuous and sampled by continuous samplers
 WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
-SIZED_TASKS = WORD_PROBLEMS + ("circuit_value", "rule110")
+CIRCUITS = ("circuit_value", "arithmetic_circuit")
+BILLIARDS = ("billiards", "billiards_free_flight")
+SIZED_TASKS = WORD_PROBLEMS + CIRCUITS + BILLIARDS + ("rule110",)
 
 
 def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
@@ -82,9 +84,17 @@ def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
     lookup({t: t for t in SIZED_TASKS}, "serial task", task)
     if task in WORD_PROBLEMS:
         return {"n": n}
-    if task == "circuit_value":
-        return {"n_inputs": config.circuit_width, "width": config.circuit_width, "depth": n}
+    if task in CIRCUITS:
+        args = {"n_inputs": config.circuit_width, "width": config.circuit_width, "depth": n}
+        return {**args, "p": config.arithmetic_modulus} if task == "arithmetic_circuit" else args
+    if task in BILLIARDS:
+        return {"steps": n, "height": config.billiards_side, "width": config.billiards_side}
     return {"width": config.ca_width, "steps": n}
+
+
+def sizes_for(config: ml_collections.ConfigDict, task: str) -> tuple[int, ...]:
+    """The sizes n measured for `task`: config.sizes[task]."""
+    return tuple(config.sizes[task])
 
 
 def loops_for(config: ml_collections.ConfigDict, n: int) -> int:
@@ -128,7 +138,8 @@ def family_steps(config: ml_collections.ConfigDict, family: str, generated_len: 
 
 def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
     """The (task, n, family) training runs, in order."""
-    return [(task, n, family) for task in config.tasks for n in config.sizes for family in config.families]
+    return [(task, n, family) for task in config.tasks for n in sizes_for(config, task)
+            for family in config.families]
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -138,18 +149,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in config.continuous_samplers:
         lookup(CONTINUOUS_SAMPLERS, "continuous sampler", name)
     lookup(SCHEDULES, "schedule", config.schedule)
-    for field in ("tasks", "sizes", "families", "samplers", "continuous_samplers", "steps"):
+    for field in ("tasks", "families", "samplers", "continuous_samplers", "steps"):
         if not config[field]:
             raise ValueError(f"config.{field} must not be empty")
     for task in config.tasks:
         if task not in SIZED_TASKS:
             raise ValueError(f"unknown task {task!r} in config.tasks; valid: {', '.join(SIZED_TASKS)}")
+        if task not in config.sizes or not config.sizes[task]:
+            raise ValueError(f"config.sizes.{task} must list the sizes n of task {task!r}, got none")
     for family in config.families:
         lookup(FAMILIES, "family", family)
-    for field in ("sizes", "steps"):
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in config[field]):
-            raise ValueError(f"config.{field} must be integers >= 1, got {tuple(config[field])}")
-    for field in ("n_seeds", "block_size", "train_steps", "continuous_train_steps", "circuit_width", "ca_width"):
+    sizes = {f"sizes.{task}": tuple(config.sizes[task]) for task in config.tasks}
+    for field, values in {**sizes, "steps": tuple(config.steps)}.items():
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+            raise ValueError(f"config.{field} must be integers >= 1, got {values}")
+    for field in ("n_seeds", "block_size", "train_steps", "continuous_train_steps", "circuit_width", "ca_width",
+                  "arithmetic_modulus", "billiards_side"):
         if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
             raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}")
     if not config.loops_per_n > 0:
@@ -224,10 +239,19 @@ def loss_bounds(layout: training_tasks.SerialLayout) -> dict:
     return {"loss_lower_bound": 0.0, "loss_uniform": layout.generated_len * math.log(layout.task.vocab_size)}
 
 
-def _final_loss(train_dir: str) -> float | None:
+def training_log(train_dir: str, batch_size: int) -> dict:
+    """From WORKDIR/train_*/metrics.jsonl: `final_loss` (the last logged loss), `loss_at_three_quarters` (the
+    first loss logged at or after 3/4 of the steps: final_loss - loss_at_three_quarters is what the last
+    quarter of training still gained, the convergence check of the summary) and `train_steps_per_s`, the
+    median over the logged intervals after the first (which holds the compilation) of examples_per_s /
+    batch_size; None where nothing (or only one interval) was logged."""
     path = os.path.join(train_dir, "metrics.jsonl")
     rows = report.read_jsonl(path) if os.path.exists(path) else []
-    return rows[-1]["loss"] if rows else None
+    speeds = [r["examples_per_s"] / batch_size for r in rows[1:] if "examples_per_s" in r]
+    late = [r for r in rows if r["step"] >= 0.75 * rows[-1]["step"]] if rows else []
+    return {"final_loss": rows[-1]["loss"] if rows else None,
+            "loss_at_three_quarters": late[0]["loss"] if late else None,
+            "train_steps_per_s": float(np.median(speeds)) if speeds else None}
 
 
 def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
@@ -249,7 +273,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
         is_continuous = family == CONTINUOUS
         common = {"study": STUDY, "task": task, "n": n, "family": family, "model": trained.config.model.name,
                   "cot": bool(trained.config.cot), "loops": trained.config.model.get("loops"),
-                  "train_steps": trained.step, "final_loss": _final_loss(train_dir),
+                  "train_steps": trained.step, **training_log(train_dir, trained.config.batch_size),
                   "train_seconds": train_seconds, "generated_len": layout.generated_len,
                   "cot_len": layout.cot_len, "schedule": trained.config.process if is_continuous else config.schedule,
                   "grid": "uniform", "objective": trained.config.get("objective", "nelbo"), **loss_bounds(layout)}
@@ -318,10 +342,29 @@ def cliff(rows: list[dict], task: str, sampler: str) -> dict:
             "families": families, "found": found}
 
 
+def training_evidence(rows: list[dict]) -> dict[str, dict]:
+    """Per training run "task/n/family": how well it was trained, from its rows (the same in every row of a
+    run): final_loss, loss_uniform (G ln V: nothing learned), `loss_fraction` = final_loss / loss_uniform (0 =
+    the exact law, 1 = nothing learned), `last_quarter_gain` = (loss_at_three_quarters - final_loss) /
+    loss_uniform (what the last quarter of the steps still gained: near 0 = the loss had plateaued), the
+    per-token and whole-answer argmax accuracies from the prompt alone, and train_steps_per_s."""
+    out = {}
+    for (task, n, family), group in report.group_by(rows, "task", "n", "family").items():
+        r = group[0]
+        final, uniform, late = r.get("final_loss"), r.get("loss_uniform"), r.get("loss_at_three_quarters")
+        known = final is not None and uniform
+        out[f"{task}/{n}/{family}"] = {
+            "final_loss": final, "loss_uniform": uniform, "loss_fraction": final / uniform if known else None,
+            "last_quarter_gain": (late - final) / uniform if known and late is not None else None,
+            **{k: r.get(k) for k in (*TOKEN_ACCURACY_KEYS, "train_steps_per_s")}}
+    return out
+
+
 def summarize(rows: list[dict]) -> dict:
     """Per (task, n, family, sampler): accuracy by T, the plateau (fewest T within the 95% interval of the
     best accuracy), the accuracy at T = G and the best-constant baseline; per (task, family, sampler): the
-    accuracy at T = G by n; per task: the `cliff` (first sampler) between the smallest and the largest n."""
+    accuracy at T = G by n; per task: the `cliff` (first sampler) between the smallest and the largest n; per
+    training run: `training_evidence` (the loss against its bounds, whether it still fell, token accuracy)."""
     by_point, by_n = {}, {}
     for key, group in sorted(report.group_by(rows, "task", "n", "family", "sampler").items()):
         group = sorted(group, key=lambda r: r["steps"])
@@ -336,13 +379,14 @@ def summarize(rows: list[dict]) -> dict:
         by_n.setdefault(f"{task}/{family}/{sampler}", {})[str(n)] = group[-1]["accuracy"]
     sampler = rows[0]["sampler"]
     cliffs = {task: cliff(rows, task, sampler) for task in dict.fromkeys(r["task"] for r in rows)}
-    return {"study": STUDY, "by_point": by_point, "accuracy_vs_n": by_n, "cliff": cliffs}
+    return {"study": STUDY, "by_point": by_point, "accuracy_vs_n": by_n, "cliff": cliffs,
+            "training": training_evidence(rows)}
 
 
 def plot(rows: list[dict], workdir: str) -> list[str]:
     """accuracy_vs_steps.png (a panel per (task, n); colour = family, solid = first sampler, dashed =
-    others), accuracy_vs_n.png (a panel per task, accuracy at T = G, first sampler), cot_rounds.png
-    (the cot family's accuracy vs T / n, when present)."""
+    others), accuracy_vs_n.png (a panel per task, accuracy at T = G, first sampler), plateau_vs_n.png
+    (`_plot_plateau`), cot_rounds.png (the cot family's accuracy vs T / n, when present)."""
     import matplotlib.pyplot as plt
 
     families = list(dict.fromkeys(r["family"] for r in rows))
@@ -392,7 +436,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
     fig.tight_layout()
     fig.savefig(os.path.join(workdir, "accuracy_vs_n.png"), dpi=110)
     plt.close(fig)
-    names = ["accuracy_vs_steps.png", "accuracy_vs_n.png"]
+    names = ["accuracy_vs_steps.png", "accuracy_vs_n.png", _plot_plateau(rows, workdir, color, style)]
 
     cot = [r for r in rows if r["family"] == "cot"]
     if cot:
@@ -413,6 +457,39 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
         plt.close(fig)
         names.append("cot_rounds.png")
     return names
+
+
+def _plot_plateau(rows: list[dict], workdir: str, color: dict, style: dict) -> str:
+    """plateau_vs_n.png: per task, the plateau T* (the fewest steps within the 95% interval of the best
+    accuracy, `_plateau`) vs n per family and sampler, beside G (the most steps that reveal anything) of
+    each family; Theorem 4.1 predicts a T* that does not grow with n for the fixed-depth families."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        groups = report.group_by([r for r in rows if r["task"] == task], "family", "sampler", "n")
+        curves = {}
+        for (family, sampler, n), group in groups.items():
+            curves.setdefault((family, sampler), []).append((n, _plateau(group), max(r["steps"] for r in group)))
+        for (family, sampler), points in curves.items():
+            points.sort()
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ls=style[sampler],
+                    color=color[family], label=f"T*: {family}, {sampler}")
+        for family in dict.fromkeys(f for f, _ in curves):
+            points = sorted(next(p for (f, _), p in curves.items() if f == family))
+            ax.plot([p[0] for p in points], [p[2] for p in points], ls=":", lw=1, color=color[family],
+                    label=f"G (most steps): {family}")
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("problem size n")
+        ax.set_title(f"{task}: plateau steps T* vs n")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=6)
+    axes[0][0].set_ylabel("sampling steps")
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, "plateau_vs_n.png"), dpi=110)
+    plt.close(fig)
+    return "plateau_vs_n.png"
 
 
 def _point_table(rows: list[dict], summary: dict) -> str:
@@ -467,13 +544,30 @@ def _cliff_line(task: str, c: dict) -> str:
             f"best constant {c['best_constant']['small']:.3f} -> {c['best_constant']['large']:.3f})")
 
 
+def _training_table(summary: dict) -> str:
+    """One line per training run: the loss against its bounds, the last quarter's gain, token accuracy."""
+    lines = []
+    for name, e in summary["training"].items():
+        task, n, family = name.split("/")
+        lines.append({"task": task, "n": int(n), "family": family, "loss": e["final_loss"],
+                      "loss/unif": e["loss_fraction"], "q4_gain": e["last_quarter_gain"],
+                      "ans_tok": e["answer_token_accuracy"], "ans_argmax": e["answer_argmax_accuracy"],
+                      "cot_tok": e["cot_token_accuracy"], "steps/s": e["train_steps_per_s"]})
+    cols = ["task", "n", "family", "loss", "loss/unif", "q4_gain", "ans_tok", "ans_argmax", "cot_tok", "steps/s"]
+    return ("training (loss/unif = final loss / G ln V: 0 = exact, 1 = nothing learned; q4_gain = the loss the "
+            "last quarter of the steps still removed, / G ln V; ans_argmax = whole answer right from the prompt "
+            "alone, all generated positions masked):\n" + report.format_table(lines, cols))
+
+
 def table(rows: list[dict], summary: dict) -> str:
-    """The per-point table, the per-size table of the first sampler, and one cliff verdict per task."""
+    """The per-point table, the per-size table of the first sampler, the training table, and one cliff
+    verdict per task."""
     sampler = rows[0]["sampler"]
     cliffs = "\n".join(_cliff_line(task, c) for task, c in summary["cliff"].items())
-    return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), cliffs])
+    return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), _training_table(summary), cliffs])
 
 
 __all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
-           "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot", "points", "run", "runs",
-           "sample", "samplers_for", "steps_for", "summarize", "table", "task_args", "train_config", "validate"]
+           "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
+           "points", "run", "runs", "sample", "samplers_for", "sizes_for", "steps_for", "summarize", "table", "task_args",
+           "train_config", "training_evidence", "training_log", "validate"]

@@ -21,7 +21,7 @@ from diffserial.training import tasks
 def _tiny(**overrides):
     c = serial_config.get_config()
     c.tasks = ("parity",)
-    c.sizes = (3,)
+    c.sizes.parity = (3,)
     c.train_steps = 4
     c.continuous_train_steps = 4
     c.train.optimizer.warmup_steps = 1
@@ -100,6 +100,15 @@ def test_steps_and_loops():
     assert serial_accuracy.loops_for(c, 3) == 2 and serial_accuracy.loops_for(c, 8) == 4
     assert serial_accuracy.train_config(c, "s5", 8, "looped").model.loops == 4
     assert serial_accuracy.train_config(c, "circuit_value", 3, "cot").task_args.depth == 3
+    assert serial_accuracy.train_config(c, "arithmetic_circuit", 3, "cot").task_args.p == c.arithmetic_modulus
+    billiards = serial_accuracy.train_config(c, "billiards_free_flight", 5, "cot").task_args
+    assert (billiards.steps, billiards.height, billiards.width) == (5, c.billiards_side, c.billiards_side)
+
+
+def test_every_sized_task_validates_at_its_default_sizes():
+    c = _tiny(tasks=serial_accuracy.SIZED_TASKS, families=("cot",))  # builds every (task, n) cot layout
+    serial_accuracy.validate(c)
+    assert {t for t, _, _ in serial_accuracy.runs(c)} == set(serial_accuracy.SIZED_TASKS)
 
 
 def test_tiny_end_to_end_every_family(tmp_path):
@@ -122,8 +131,10 @@ def test_tiny_end_to_end_every_family(tmp_path):
     assert {r["loops"] for r in rows if r["family"] == "looped"} == {2}
     assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families
                                              for s in serial_accuracy.samplers_for(c, f)}
-    for name in ("summary.json", "accuracy_vs_steps.png", "accuracy_vs_n.png", "cot_rounds.png"):
+    for name in ("summary.json", "accuracy_vs_steps.png", "accuracy_vs_n.png", "plateau_vs_n.png", "cot_rounds.png"):
         assert os.path.exists(tmp_path / name)
+    assert set(summary["training"]) == {f"parity/3/{f}" for f in c.families}
+    assert all(r["train_steps_per_s"] > 0 for r in rows)  # 2 logged intervals: the second one's speed
     assert os.path.isdir(tmp_path / "train_parity_n3_looped" / "checkpoints")
 
 
@@ -132,7 +143,6 @@ def test_tiny_end_to_end_every_family(tmp_path):
     ("families", ("mlp",), "unknown family"),
     ("samplers", ("nope",), "unknown sampler"),
     ("continuous_samplers", ("topk_confidence",), "unknown continuous sampler"),
-    ("sizes", (0,), "integers >= 1"),
     ("steps", (), "must not be empty"),
     ("n_seeds", 0, "n_seeds must be an integer >= 1"),
     ("loops_per_n", 0.0, "loops_per_n must be > 0"),
@@ -144,6 +154,15 @@ def test_bad_configs(field, value, message):
         serial_accuracy.validate(c)
 
 
+@pytest.mark.parametrize("sizes, message", [((0,), "sizes.parity must be integers >= 1"),
+                                            ((), "sizes.parity must list the sizes")])
+def test_bad_sizes(sizes, message):
+    c = _tiny()
+    c.sizes.parity = sizes
+    with pytest.raises(ValueError, match=message):
+        serial_accuracy.validate(c)
+
+
 def test_bad_training_config_and_scale():
     c = _tiny(train_steps=1)  # warmup 1 is not < total 1
     with pytest.raises(ValueError, match="warmup_steps"):
@@ -151,7 +170,24 @@ def test_bad_training_config_and_scale():
     with pytest.raises(ValueError, match="unknown scale"):
         serial_config.get_config("huge")
     paper = serial_config.get_config("paper")
-    assert max(paper.sizes) > max(serial_config.get_config().sizes) and paper.train_steps > 10_000
+    small = serial_config.get_config()
+    assert all(max(paper.sizes[t]) > max(small.sizes[t]) for t in small.tasks) and paper.train_steps > 10_000
+
+
+def test_training_log_and_evidence(tmp_path):
+    losses = [10.0, 8.0, 6.0, 5.0, 4.0, 3.5, 3.0, 2.8, 2.7, 2.6]
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        for i, loss in enumerate(losses):  # steps 100..1000; the first interval (compilation) is slow
+            f.write(json.dumps({"step": 100 * (i + 1), "loss": loss,
+                                "examples_per_s": 10.0 if i == 0 else 100.0 * (i + 1)}) + "\n")
+    log = serial_accuracy.training_log(str(tmp_path), batch_size=10)
+    assert log["final_loss"] == 2.6 and log["loss_at_three_quarters"] == 2.8  # step 800 >= 750
+    assert log["train_steps_per_s"] == np.median([10.0 * (i + 1) for i in range(1, 10)])
+    row = {"task": "rule110", "n": 2, "family": "cot", "loss_uniform": 13.0, "answer_token_accuracy": 0.9, **log}
+    e = serial_accuracy.training_evidence([row, {**row, "steps": 2}])["rule110/2/cot"]
+    assert e["loss_fraction"] == pytest.approx(2.6 / 13.0)
+    assert e["last_quarter_gain"] == pytest.approx(0.2 / 13.0) and e["answer_token_accuracy"] == 0.9
+    assert serial_accuracy.training_log(str(tmp_path / "none"), 10)["final_loss"] is None
 
 
 def _row(n, family, steps, accuracy, const=0.5, sampler="topk_confidence", seeds=1000):
