@@ -220,7 +220,8 @@ def masked_nelbo(
         loss_i = w(t_i) sum_{j masked, not prompt} log p_theta(x0_ij | x_t^(i)) >= 0,   loss = mean_i loss_i.
 
     Returns (loss, aux) with aux = {"per_example": (B,), "t": (B,), "x_t": (B, L), "n_masked": (B,),
-    "per_token": sum_i loss_i / (number of non-prompt positions in the batch)} -- the last is the
+    "per_token": sum_i loss_i / (number of non-prompt positions in the batch), "scored": (B, L) the
+    positions scored (masked, not prompt), "correct": (B, L) argmax_v logits == x0} -- per_token is the
     NELBO in nats per scored token (MDLM's reported normalisation).
     """
     t_min = _check_t_min(t_min)
@@ -274,6 +275,8 @@ def masked_nelbo(
         "x_t": x_t,
         "n_masked": jnp.sum(scored, axis=-1),
         "per_token": jnp.sum(per_example) / jnp.maximum(n_tokens, 1),
+        "scored": scored,
+        "correct": jnp.argmax(logits, axis=-1) == x0,
     }
     return jnp.mean(per_example), aux
 
@@ -285,13 +288,16 @@ def masked_supervised_loss(apply_fn, params, x0_batch: Array, prompt_mask: Array
         loss = mean_b  - sum_{j not prompt} log p_theta(x0_bj | prompt_b, MASK on every other position),
 
     i.e. the NELBO's integrand at t = 1 alone (no diffusion over partial masks). Returns (loss, aux) with
-    aux["per_token"] = the loss per scored token."""
+    aux["per_token"] = the loss per scored token, aux["scored"] (B, L) = the non-prompt positions and
+    aux["correct"] (B, L) = argmax_v logits == x0."""
     x_t = jnp.where(prompt_mask, x0_batch, mask_id)
-    logp = jax.nn.log_softmax(apply_fn(params, x_t, jnp.ones(x0_batch.shape[0])).astype(jnp.float32), axis=-1)
+    logits = apply_fn(params, x_t, jnp.ones(x0_batch.shape[0]))
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
     logp_x0 = jnp.take_along_axis(logp, x0_batch[..., None].astype(jnp.int32), axis=-1)[..., 0]
     per_example = -jnp.sum(jnp.where(prompt_mask, 0.0, logp_x0), axis=-1)
-    scored = jnp.sum(~jnp.broadcast_to(prompt_mask, x0_batch.shape))
-    return jnp.mean(per_example), {"per_example": per_example, "per_token": jnp.sum(per_example) / scored}
+    scored = ~jnp.broadcast_to(prompt_mask, x0_batch.shape)
+    return jnp.mean(per_example), {"per_example": per_example, "per_token": jnp.sum(per_example) / jnp.sum(scored),
+                                   "scored": scored, "correct": jnp.argmax(logits, axis=-1) == x0_batch}
 
 
 __all__ = ["masked_supervised_loss", 

@@ -15,7 +15,9 @@ checkpoint, loop; and `load_trained(workdir)` for samplers and studies.
 - checkpoint: orbax, async, keep the latest config.keep_checkpoints, every config.checkpoint_every steps
   and at the end; the run resumes from the latest committed step in WORKDIR/checkpoints.
 - loop: tqdm on process 0; process 0 writes WORKDIR/metrics.jsonl and TensorBoard scalars
-  (`summaries.MetricsWriter`) every config.log_every steps: loss, lr, grad_norm, examples_per_s.
+  (`summaries.MetricsWriter`) every config.log_every steps: loss, lr, grad_norm, examples_per_s, and the
+  task's own metrics (aux["metrics"] of its loss, averaged over devices: e.g. the serial task's per-token
+  accuracy of the answer and of the chain of thought on the positions the loss scored).
 """
 
 from __future__ import annotations
@@ -136,8 +138,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
             if done % config.log_every == 0 or done == config.total_steps:
                 now = time.perf_counter()
                 metrics_writer.write(done, {
-                    "loss": float(metrics["loss"]), "lr": float(metrics["lr"]),
-                    "grad_norm": float(metrics["grad_norm"]),
+                    **{k: float(v) for k, v in metrics.items() if k not in ("finite", "step")},
                     "examples_per_s": (done - last) * config.batch_size / (now - tick)})
                 tick, last = now, done
             if done % config.checkpoint_every == 0 or done == config.total_steps:

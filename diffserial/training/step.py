@@ -16,7 +16,8 @@ schedule=None)` runs on ONE device's shard of the global batch, inside a mapped 
                         batch is split across devices (1 device vs 8 give the same update up to float
                         reduction order);
   3. loss and gradients of the local batch are averaged over devices with `lax.pmean` (local losses are
-     batch means over equal-sized shards, so this is the global batch mean);
+     batch means over equal-sized shards, so this is the global batch mean), and so are the scalars of
+     aux["metrics"] when the loss returns them (e.g. per-token accuracies; averaged per device);
   4. `finite` = loss and every gradient entry finite, all-reduced with `lax.pmin` (every device agrees);
   5. optax update, apply, EMA: ema <- b * ema + (1 - b) * new_params with the warmed-up decay
      b = min(ema_decay, (1 + step) / (10 + step)) (`optimizer.ema_decay_at`);
@@ -131,7 +132,7 @@ def train_step(
     # varying-axes checking, the gradient of an invariant input is implicitly psum'ed over the axis
     # (transpose of the implicit pvary), which would sum instead of average and differ from pmap.
     params_v = _to_varying(state.params, axis_name)
-    (loss, _aux), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, key), has_aux=True)(params_v)
+    (loss, aux), grads = jax.value_and_grad(lambda p: loss_fn(p, batch, key), has_aux=True)(params_v)
     loss = jax.lax.pmean(loss, axis_name)
     grads = jax.lax.pmean(grads, axis_name)
     grad_norm = optax.tree.norm(grads)
@@ -150,6 +151,8 @@ def train_step(
     new_state = jax.lax.cond(finite, lambda: candidate, lambda: state)
 
     metrics = {"loss": loss, "grad_norm": grad_norm, "finite": finite, "step": state.step}
+    extra = aux.get("metrics", {}) if isinstance(aux, dict) else {}
+    metrics.update({k: jax.lax.pmean(jnp.asarray(v, jnp.float32), axis_name) for k, v in extra.items()})
     if schedule is not None:
         metrics["lr"] = jnp.asarray(schedule(state.step), jnp.float32)
     return new_state, metrics

@@ -132,11 +132,27 @@ def even_parity_example(key: Array, n: int) -> Array:
 OBJECTIVES = ("nelbo", "supervised")
 
 
+def segment_accuracy(aux: dict, segments: dict[str, Array]) -> dict[str, Array]:
+    """Per-token accuracy of the scored positions of each segment, from a masked loss's aux:
+
+        {name}_token_accuracy = sum_{b, j in segment} scored_bj correct_bj / max(1, sum_{b, j in segment} scored_bj)
+
+    segments: name -> bool (L,) positions (e.g. the answer and the chain of thought of a serial task)."""
+    out = {}
+    for name, where in segments.items():
+        scored = aux["scored"] & where
+        out[f"{name}_token_accuracy"] = jnp.sum(scored & aux["correct"]) / jnp.maximum(jnp.sum(scored), 1)
+    return out
+
+
 def _masked_task(name: str, config: ml_collections.ConfigDict, vocab_size: int, length: int, example,
-                 prompt_mask: Array | None = None, objective: str = "nelbo") -> Task:
+                 prompt_mask: Array | None = None, objective: str = "nelbo",
+                 segments: dict[str, Array] | None = None) -> Task:
     """A masked-diffusion Task on sequences of `length` tokens in {0..vocab_size-1} (MASK = vocab_size):
     the network config.model.name with config.model's fields, the NELBO under config.schedule (objective
-    "nelbo") or `losses.masked_supervised_loss` (objective "supervised", needs a prompt_mask)."""
+    "nelbo") or `losses.masked_supervised_loss` (objective "supervised", needs a prompt_mask). With
+    `segments`, the loss's aux carries aux["metrics"] = `segment_accuracy` (logged by the training loop:
+    per-token accuracy on the positions the loss scored, during training)."""
     kwargs = config.model.to_dict()
     cls = lookup(MASKED_MODELS, "model", kwargs.pop("name"))
     fixed = {"vocab_size": vocab_size}
@@ -150,9 +166,12 @@ def _masked_task(name: str, config: ml_collections.ConfigDict, vocab_size: int, 
 
     def loss_fn(params, batch, key):
         if objective == "supervised":
-            return losses.masked_supervised_loss(apply_fn, params, batch["x"], prompt_mask, mask_id=vocab_size)
-        return losses.masked_nelbo(apply_fn, params, schedule, batch["x"], key, mask_id=vocab_size,
-                                   prompt_mask=prompt_mask, index=batch["index"], global_batch=config.batch_size)
+            loss, aux = losses.masked_supervised_loss(apply_fn, params, batch["x"], prompt_mask, mask_id=vocab_size)
+        else:
+            loss, aux = losses.masked_nelbo(apply_fn, params, schedule, batch["x"], key, mask_id=vocab_size,
+                                            prompt_mask=prompt_mask, index=batch["index"],
+                                            global_batch=config.batch_size)
+        return loss, {**aux, "metrics": segment_accuracy(aux, segments or {})}
 
     return Task(name, model, example, (length,), jnp.int32, loss_fn, lambda params: predictor_from(model, params))
 
@@ -219,9 +238,13 @@ def serial_layout(config: ml_collections.ConfigDict) -> SerialLayout:
 
 def _serial(config: ml_collections.ConfigDict) -> Task:
     layout = serial_layout(config)
+    positions = jnp.arange(layout.length)
+    segments = {"answer": positions >= layout.length - layout.answer_len}
+    if layout.cot_len:
+        segments["cot"] = (positions >= layout.prompt_len) & (positions < layout.prompt_len + layout.cot_len)
     return _masked_task("serial", config, layout.task.vocab_size, layout.length,
                         lambda key: layout.sequence(layout.task.sample_one(key)), layout.prompt_mask(),
-                        objective=config.get("objective", "nelbo"))
+                        objective=config.get("objective", "nelbo"), segments=segments)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """The "serial" training task: sequence layout, the prompt is never masked or scored, the per-example-noise
 contract (a split batch gives the whole batch's losses), the model per family, and bad configs."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,6 +67,20 @@ def test_prompt_never_masked_nor_scored_against_a_numpy_nelbo():
     reference = (nll * scored).sum(1) / t
     np.testing.assert_allclose(np.asarray(aux["per_example"]), reference, rtol=2e-4, atol=1e-5)
     assert float(loss) == pytest.approx(reference.mean(), rel=2e-4)
+    # per-token accuracy on the scored positions of the chain of thought (n..2n-1) and the answer (2n)
+    right = logits.argmax(-1) == x0
+    for name, cols in (("cot", slice(n, 2 * n)), ("answer", slice(2 * n, 2 * n + 1))):
+        expected = right[:, cols][scored[:, cols]].mean()
+        assert float(aux["metrics"][f"{name}_token_accuracy"]) == pytest.approx(expected)
+
+
+def test_training_logs_the_per_token_accuracy(tmp_path):
+    c = _config(cot=True, n=3)
+    c.total_steps, c.log_every, c.optimizer.warmup_steps = 2, 1, 1
+    loop.train(c, str(tmp_path))
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(0.0 <= r[k] <= 1.0 for r in rows for k in ("answer_token_accuracy", "cot_token_accuracy"))
 
 
 def test_split_batch_equals_whole_batch():
