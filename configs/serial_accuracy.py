@@ -4,11 +4,18 @@ quantized answer (`diffserial.studies.serial_accuracy`).
 
     python sample.py --config configs/serial_accuracy.py --workdir runs/serial_accuracy          # small default
     python sample.py --config configs/serial_accuracy.py:paper --workdir runs/serial_paper       # accelerator
-    python sample.py --config configs/serial_accuracy.py --config.tasks="('parity','s5','circuit_value')"
+    python sample.py --config configs/serial_accuracy.py --config.tasks="('rule110',)" --config.sizes.rule110="(2,4,6)"
 
-The argument after ":" is the scale: "small" (default: parity at n = 4 and 8, 2000 steps per model; see the
-README for its measured wall time on 2 CPU cores) or "paper" (more tasks, bigger n, wider and deeper models,
-longer training, more seeds: meant for an accelerator). Every field can be
+The argument after ":" is the scale: "small" (default: Rule 110 at n = 2, 6 steps on 16-cell rows, the
+circuit value problem at depth 2, 4 and the majority control at n = 8, 32, each with the fixed-depth
+transformer, its supervised baseline and chain of thought, 1000 training steps per model, 1024 seeds; the
+README's study 5 gives its measured wall time on 2 CPU cores) or "paper" (eight tasks with more sizes, the
+looped, recurrent and continuous families too, width 256 and depth 4, 20k steps at batch 512, 16384 seeds:
+meant for an accelerator). Its expected cost: `serial_accuracy.flop_estimate` counts 3.5e18 FLOPs of
+training and 3.7e17 of sampling, about 11 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
+TF32 peak), or about 20 minutes on a 32-chip pod slice at the same rate per chip; an estimate from counted
+FLOPs, not a measurement (no accelerator was lent to the session that wrote it). The small default counts
+8e13 FLOPs. Every field can be
 overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch of each training run
 (`configs/serial_train.py`), config.models the networks' attributes.
 """
@@ -36,7 +43,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     paper_sizes = {
         "parity": (8, 16, 32, 64), "majority": (8, 32, 128), "sum_mod": (8, 32, 128), "s5": (2, 4, 8, 16, 32),
         "a5": (2, 4, 8, 16, 32), "circuit_value": (2, 4, 8, 16), "arithmetic_circuit": (2, 4, 8, 16),
-        "billiards": (2, 4, 8, 16), "billiards_free_flight": (2, 4, 8, 16), "rule110": (2, 4, 8, 16, 32)}
+        "billiards": (2, 4, 8), "billiards_free_flight": (2, 4, 8), "rule110": (2, 4, 8, 16)}
     c.sizes = ml_collections.ConfigDict(paper_sizes if paper else sizes)
     # the fixed-depth transformer, the same network trained supervised (the capacity baseline) and with chain of
     # thought; the paper scale adds the looped and recurrent networks and the continuous diffusion
@@ -46,7 +53,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.circuit_width = 4  # circuit_value, arithmetic_circuit: inputs and gates per layer (n = depth)
     c.arithmetic_modulus = 7  # arithmetic_circuit: values in Z_p
     c.ca_width = 32 if paper else 16  # rule110: row width (n = automaton steps); 2^16 prompts at 16
-    c.billiards_side = 8 if paper else 6  # billiards (2-D hard balls, BBMCA): side of the square torus, 2^36 at 6
+    c.billiards_side = 6  # billiards (2-D hard balls, BBMCA): side of the square torus, 2^36 at 6
     width = 256 if paper else 64
     c.models = ml_collections.ConfigDict({
         "transformer": dict(width=width, depth=4 if paper else 2, heads=4, mlp_ratio=4),
@@ -54,18 +61,18 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
         "recurrent": dict(width=width, layers=2 if paper else 1),
     })
     c.train = serial_train.get_config()  # batch, optimizer, logging of each training run
-    c.train.batch_size = 1024 if paper else 128
+    c.train.batch_size = 512 if paper else 128
     c.train.optimizer.lr = 1e-3  # 3e-3 and 1e-2 learned less in 1500-2000 steps (README)
     c.train.optimizer.warmup_steps = 500 if paper else 100
     c.train.optimizer.ema_decay = 0.999 if paper else 0.99  # the sampled EMA must not average the early steps
     c.train.checkpoint_every = 5000 if paper else 10_000
-    c.train_steps = 50_000 if paper else 1000
+    c.train_steps = 20_000 if paper else 1000
     c.samplers = ("topk_confidence", "ancestral")  # confidence-ordered and ancestral (MDLM) masked samplers
     # family "continuous": continuous diffusion over the quantized answer (paper appendix F.1), sampled at every T
     # in c.steps by these samplers of diffserial.samplers.continuous
     c.continuous_samplers = ("ancestral", "dpm_solver_pp_2m")
     # its DSM training needs more steps: at 2000 it ignores the prompt (chance on 4-bit parity), at 8000 it learns it
-    c.continuous_train_steps = 50_000 if paper else 8000
+    c.continuous_train_steps = 40_000 if paper else 8000
     c.schedule = "linear"
     c.steps = (1, 2, 4, 8, 16, 32, 64)  # clipped to G = generated positions; G itself is always measured
     c.n_seeds = 16384 if paper else 1024

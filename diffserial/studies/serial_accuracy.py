@@ -142,6 +142,25 @@ def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:
             for family in config.families]
 
 
+def flop_estimate(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """Counted FLOPs of the whole study, to size a preset (an estimate, not a measurement): per training run,
+    steps * batch * L * 6 (P + 2 L D k), and per sampled point, NFE * n_seeds * L * 2 (P + 2 L D k), where
+    L = sequence length, D = width, k = blocks applied (depth, loops, or GRU layers) and P = 12 D^2 k the
+    matmul parameters (attention scores included by the 2 L D k term; embeddings and the GRU's gates
+    counted as a block). {"train": FLOPs, "sample": FLOPs}."""
+    train = sample = 0.0
+    for task, n, family in runs(config):
+        c = train_config(config, task, n, family)
+        length, generated = _layout(config, task, n, family).length, _layout(config, task, n, family).generated_len
+        width = c.model.width
+        blocks = c.model.get("depth") or c.model.get("loops") or c.model.get("layers") or 1
+        per_token = 12 * width ** 2 * blocks + 2 * length * width * blocks
+        train += 6.0 * c.total_steps * c.batch_size * length * per_token
+        nfe = sum(family_steps(config, family, generated)) * len(samplers_for(config, family))
+        sample += 2.0 * nfe * config.n_seeds * length * per_token
+    return {"train": train, "sample": sample}
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is compiled."""
     for name in config.samplers:
@@ -568,6 +587,6 @@ def table(rows: list[dict], summary: dict) -> str:
 
 
 __all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
-           "family_steps", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
+           "family_steps", "flop_estimate", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
            "points", "run", "runs", "sample", "samplers_for", "sizes_for", "steps_for", "summarize", "table", "task_args",
            "train_config", "training_evidence", "training_log", "validate"]

@@ -105,6 +105,16 @@ def test_steps_and_loops():
     assert (billiards.steps, billiards.height, billiards.width) == (5, c.billiards_side, c.billiards_side)
 
 
+def test_flop_estimate_scales_with_steps_and_seeds():
+    c = _tiny()
+    base = serial_accuracy.flop_estimate(c)
+    more = serial_accuracy.flop_estimate(_tiny(train_steps=8, continuous_train_steps=8, n_seeds=128))
+    assert more["train"] == pytest.approx(2 * base["train"]) and more["sample"] == pytest.approx(2 * base["sample"])
+    # one transformer run: steps * batch * L * 6 (12 D^2 k + 2 L D k), parity n = 3 -> L = 4, D = 8, k = 1
+    one = serial_accuracy.flop_estimate(_tiny(families=("transformer",)))["train"]
+    assert one == 4 * 16 * 4 * 6 * (12 * 64 + 2 * 4 * 8)
+
+
 def test_every_sized_task_validates_at_its_default_sizes():
     c = _tiny(tasks=serial_accuracy.SIZED_TASKS, families=("cot",))  # builds every (task, n) cot layout
     serial_accuracy.validate(c)
