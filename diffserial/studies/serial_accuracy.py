@@ -15,7 +15,8 @@ each sampler of config.samplers at T steps, and scores the sampled answer with t
                   (one layer of the computation -- a prefix product, a circuit layer -- per cot block)
     supervised    the fixed-depth transformer trained by cross-entropy on the answer with every generated
                   position masked (`losses.masked_supervised_loss`): the baseline that says how well this
-                  network can learn the map prompt -> answer at all, without diffusion
+                  network can learn the map prompt -> answer at all, without diffusion (sampled at
+                  T = 1 only, `family_steps`)
     continuous    fixed-depth ContinuousAnswerTransformer (config.models.transformer), a continuous diffusion
                   over the quantized answer (paper appendix F.1; training task "serial_continuous", forward
                   process config.train.process)
@@ -132,8 +133,13 @@ def samplers_for(config: ml_collections.ConfigDict, family: str) -> tuple[str, .
 
 
 def family_steps(config: ml_collections.ConfigDict, family: str, generated_len: int) -> list[int]:
-    """Every T in config.steps for the continuous family, `steps_for` (T <= G, and G) for the masked ones."""
-    return sorted({int(t) for t in config.steps}) if family == CONTINUOUS else steps_for(config, generated_len)
+    """Every T in config.steps for the continuous family; T = 1 alone for the supervised one (trained only
+    with every generated position masked, it predicts them all at once: with T > 1 its inputs hold revealed
+    tokens it never saw in training, and its accuracy falls, e.g. rule110 n = 2: 1.000 at T = 1, 0.212 at
+    T = 2, 0.072 at T = 16); `steps_for` (T <= G, and G) for the other masked families."""
+    if family == CONTINUOUS:
+        return sorted({int(t) for t in config.steps})
+    return [1] if family == SUPERVISED else steps_for(config, generated_len)
 
 
 def runs(config: ml_collections.ConfigDict) -> list[tuple[str, int, str]]:

@@ -97,6 +97,8 @@ def test_steps_and_loops():
     c = _tiny(steps=(1, 2, 4, 8, 16))
     assert serial_accuracy.steps_for(c, 1) == [1]
     assert serial_accuracy.steps_for(c, 9) == [1, 2, 4, 8, 9]
+    assert serial_accuracy.family_steps(c, "supervised", 9) == [1]  # one-shot: trained at full masking only
+    assert serial_accuracy.family_steps(c, "continuous", 1) == [1, 2, 4, 8, 16]
     assert serial_accuracy.loops_for(c, 3) == 2 and serial_accuracy.loops_for(c, 8) == 4
     assert serial_accuracy.train_config(c, "s5", 8, "looped").model.loops == 4
     assert serial_accuracy.train_config(c, "circuit_value", 3, "cot").task_args.depth == 3
