@@ -2,6 +2,7 @@
 
     python sample.py                                    # the default GMM convergence study
     python sample.py --config configs/gmm_convergence.py --workdir runs/gmm --config.n_seeds=20000
+    python sample.py --list                             # the study configs, one line each
 
 Writes WORKDIR/results.jsonl, WORKDIR/summary.json, plots, and prints a table.
 """
@@ -14,18 +15,29 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                                f" --xla_force_host_platform_device_count={os.cpu_count() or 1}").strip()
 
+import functools  # noqa: E402
+
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from configs import cli  # noqa: E402
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(_HERE, "configs", "gmm_convergence.py"), "Study config file.", lock_config=True)
+_CONFIGS = os.path.join(_HERE, "configs")
+_DEFAULT_CONFIG = os.path.join(_CONFIGS, "gmm_convergence.py")
+# No default here: cli.parse_flags supplies it, so that errors in it are reported as usage errors.
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file (default: configs/gmm_convergence.py; "
+                                          "--list shows the others).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: runs/<study>).")
+_LIST = flags.DEFINE_bool("list", False, "Print the study configs with their one-line descriptions and exit.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _LIST.value:
+        print(cli.list_configs(_CONFIGS, training=False))
+        return
     from diffserial.studies.runner import run_study
 
     config = _CONFIG.value
@@ -33,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=functools.partial(cli.parse_flags, default_config=_DEFAULT_CONFIG))

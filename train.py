@@ -2,17 +2,25 @@
 
     python train.py --config configs/gmm_train.py --workdir runs/gmm_train [--config.KEY=VALUE ...]
     python train.py --config configs/parity_train.py --workdir gs://BUCKET/runs/parity --distributed   # a pod
+    python train.py --list                                   # the training configs, one line each
 
 The run itself, section by section, is `diffserial.training.loop.train`; this script parses flags and, with
 --distributed (or DIFFSERIAL_DISTRIBUTED=1), starts the multi-process runtime first (TPU.md).
 """
 
+import functools
+import os
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, metrics); may be gs://.",
-                               required=True)
+from configs import cli
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (--list shows them).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, metrics); may be gs://. Required.")
+_LIST = flags.DEFINE_bool("list", False, "Print the training configs with their one-line descriptions and exit.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() before anything else.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (auto-detected on TPU).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (auto-detected on TPU).")
@@ -22,6 +30,9 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (au
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _LIST.value:
+        print(cli.list_configs(_CONFIGS, training=True))
+        return
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
     from diffserial.training import distributed, loop
 
@@ -31,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=functools.partial(cli.parse_flags, required=("config", "workdir")))

@@ -7,6 +7,8 @@ The public API in one place:
     from diffserial import masked_grid, masked_sampler, sample_masked, tv_report
 """
 
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it from here)
+
 from diffserial.metrics.slopes import SlopeFit, fit_loglog_slope
 from diffserial.metrics.tv import bootstrap_ci, histogram, tv_distance, tv_floor, tv_report
 from diffserial.processes.gaussian import PROCESSES, SubVP, VEGeometric, VPCosine, VPLinear
@@ -20,6 +22,7 @@ from diffserial.targets.perturbed import perturbed_score_fn
 from diffserial.targets.quantize import GridCells, NearestMeanCells
 
 __all__ = [
+    "__version__",
     "CONTINUOUS_GRIDS", "CONTINUOUS_SAMPLERS", "MASKED_SAMPLERS", "PROCESSES", "GaussianMixture", "GridCells",
     "NearestMeanCells", "Rule", "SlopeFit", "SubVP", "VEGeometric", "VPCosine", "VPLinear", "bootstrap_ci",
     "continuous_grid", "continuous_sampler", "fit_loglog_slope", "gmm", "histogram", "masked_grid",

@@ -31,6 +31,7 @@ from diffserial.targets.perturbed import perturbed_score_fn
 from diffserial.targets.quantize import GridCells
 
 STUDY = "gmm_convergence"
+TV_LABEL = r"TV(samples, $p_\varepsilon$) over grid cells"
 PRIORS = ("exact", "process")
 
 
@@ -156,12 +157,13 @@ POSTFIX_KEYS = ("d", "sampler", "steps")
 
 
 def plot(rows: list[dict], workdir: str) -> list[str]:
-    """convergence.png: TV vs steps (log-log), one panel per d, one curve per sampler, floor dotted."""
+    """convergence.png: TV vs steps (log-log), one panel per d, one curve per sampler, the noise floor
+    dotted and 1/T, 1/T^2 slope guides (the claim is a slope)."""
     panels = {}
     for (name, d), group in sorted(_groups(rows).items(), key=lambda kv: (kv[0][1], kv[0][0])):
         panels.setdefault(f"d = {d}", {})[name] = group
-    report.plot_loglog(os.path.join(workdir, "convergence.png"), panels,
-                       title="TV(sample, p_eps) vs steps, exact-score Gaussian mixture")
+    report.plot_loglog(os.path.join(workdir, "convergence.png"), panels, ylabel=TV_LABEL,
+                       title="Exact-score Gaussian mixture: TV to the target vs sampling steps")
     return ["convergence.png"]
 
 

@@ -142,13 +142,14 @@ def summarize(rows: list[dict]) -> dict:
 
 
 def plot(rows: list[dict], workdir: str) -> list[str]:
-    """learned_convergence.png: TV vs steps (log-log), one panel per sampler, one curve per model."""
+    """learned_convergence.png: TV vs steps (log-log), one panel per sampler, one curve per model (the
+    exact score's curve is the floor a learned score can reach), the noise floor dotted, slope guides."""
     panels = {}
     for (model, name), group in _groups(rows).items():
         label = f"{model} (eps_score {group[0]['eps_score_measured']:.3g})"
         panels.setdefault(name, {})[label] = group
-    report.plot_loglog(os.path.join(workdir, "learned_convergence.png"), panels,
-                       title="TV(sample, p_eps) vs steps: exact vs learned scores (floor dotted)")
+    report.plot_loglog(os.path.join(workdir, "learned_convergence.png"), panels, ylabel=gmm_convergence.TV_LABEL,
+                       title="Learned vs exact score: TV to the target vs sampling steps")
     return ["learned_convergence.png"]
 
 

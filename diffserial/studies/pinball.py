@@ -198,7 +198,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
             ax0.plot(fx, np.exp(fit["intercept"] + fit["slope"] * fx), ls="--", color=line.get_color(), lw=1)
         ax1.plot([r["cell"] for r in group], [r["p_correct"] for r in group], marker="o", label=label)
     ax0.set_yscale("log")
-    ax0.set_xlabel("L^2")
+    ax0.set_xlabel(r"$L^2$ (cell side squared)")
     ax0.set_ylabel("P(leak)  (0 plotted at 1/(2 n))")
     ax0.legend(fontsize=7)
     ax0.grid(True, alpha=0.3)

@@ -47,41 +47,92 @@ def format_table(rows: Sequence[Mapping], columns: Sequence[str]) -> str:
     return "\n".join([line(columns), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
+GUIDE_POWERS = (1, 2)  # slope guides drawn by plot_loglog: C / T and C / T^2
+_GUIDE_STYLES = {1: "--", 2: "-."}
+
+
+def guide_anchor(points: Sequence[tuple[float, float]], floor: float | None = None,
+                 above_floor: float = 3.0) -> tuple[float, float] | None:
+    """The measured point (x, y) that slope guides go through: among the points resolved above the noise
+    (y > above_floor * floor; y > 0 when there is no floor), the one of median y (the lower of the two
+    middle ones) at the middle x of those points' distinct x values. None when no point is resolved.
+
+    Guides through the middle of the data run where the curves are, so each slope reads against them.
+    """
+    threshold = above_floor * floor if floor else 0.0
+    resolved = [(x, y) for x, y in points if y > threshold]
+    if not resolved:
+        return None
+    xs = sorted({x for x, _ in resolved})
+    x_mid = xs[len(xs) // 2]
+    ys = sorted(y for x, y in resolved if x == x_mid)
+    return x_mid, ys[(len(ys) - 1) // 2]
+
+
 def plot_loglog(path: str, panels: Mapping[str, Mapping[str, Sequence[Mapping]]], *, x: str = "steps",
-                y: str = "tv", floor: str | None = "tv_floor", title: str = "") -> None:
+                y: str = "tv", floor: str | None = "tv_floor", reference: str | None = None,
+                styles: Mapping[str, Mapping] | None = None, xlabel: str = "sampling steps T",
+                ylabel: str = "total variation distance", guides: Sequence[int] = GUIDE_POWERS,
+                title: str = "") -> None:
     """One log-log panel per key of `panels`; each panel maps a curve label to its rows.
 
-    Draws y vs x with the [y_lo, y_hi] band where present, and the mean noise floor dotted.
+    Draws y vs x (matplotlib line keywords per curve label from `styles`, e.g. colour and line style)
+    with the [y_lo, y_hi] band where present; the largest mean noise floor of the panel's rows (field
+    `floor`) dotted; where rows carry a `reference` field (e.g. a closed form), that curve wide and pale
+    in the measured curve's colour, behind it; and faint black slope guides C / x^p for p in
+    `guides`, all through the measured point `guide_anchor` picks, so that a curve's slope can be read against
+    them. One legend for the figure, below the panels.
     """
     n = len(panels)
     cols = min(n, 3)
     rows_ = math.ceil(n / cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(5 * cols, 4 * rows_), squeeze=False)
+    legend = {}
     for ax, (panel, curves) in zip(axes.flat, panels.items()):
-        floors = []
+        floors, points = [], []
         for label, rows in curves.items():
             rows = sorted(rows, key=lambda r: r[x])
             xs = [r[x] for r in rows]
-            (line,) = ax.plot(xs, [r[y] for r in rows], marker="o", ms=3, label=label)
+            style = {"marker": "o", "ms": 3, **(styles or {}).get(label, {})}
+            (line,) = ax.plot(xs, [r[y] for r in rows], label=label, **style)
             if all(f"{y}_lo" in r for r in rows):
                 ax.fill_between(xs, [r[f"{y}_lo"] for r in rows], [r[f"{y}_hi"] for r in rows],
                                 color=line.get_color(), alpha=0.15, lw=0)
+            exact = [r for r in rows if reference and r.get(reference) is not None]
+            if exact:
+                ax.plot([r[x] for r in exact], [r[reference] for r in exact], color=line.get_color(), lw=5,
+                        alpha=0.3, zorder=line.get_zorder() - 0.1, label=f"{label}: closed form")
             floors += [r[floor] for r in rows if floor and r.get(floor) is not None]
+            points += [(r[x], r[y]) for r in rows]
         if floors:
-            ax.axhline(max(floors), color="k", ls=":", lw=1, label="noise floor (mean)")
+            ax.axhline(max(floors), color="k", ls=":", lw=1, label="noise floor (exact sampler, same N)")
             ax.set_ylim(bottom=0.3 * min(floors))  # bands clipped at 0 would stretch the log axis
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
+        anchor = guide_anchor(points, max(floors) if floors else None)
+        if anchor is not None and guides:
+            ax.set_xlim(ax.get_xlim())  # freeze the data's limits: the guides span them, never widen them
+            ax.set_ylim(ax.get_ylim())
+            x0, y0 = anchor
+            grid = sorted({px for px, _ in points})
+            for p in guides:
+                power = "" if p == 1 else f"^{p}"
+                ax.plot(grid, [y0 * (x0 / g) ** p for g in grid], color="k", alpha=0.55, lw=1,
+                        ls=_GUIDE_STYLES.get(p, ":"), label=f"slope -{p} guide ($\\propto 1/T{power}$)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.set_title(panel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
+    ncol = min(len(legend), 5)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=ncol, fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    legend_rows = math.ceil(len(legend) / ncol)
+    fig.tight_layout(rect=(0, (0.03 + 0.05 * legend_rows) / rows_, 1, 1))  # room for the legend below
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

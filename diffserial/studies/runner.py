@@ -1,4 +1,5 @@
-"""Run a study: progress bar, results.jsonl row by row, summary.json, plot, and a table on stdout.
+"""Run a study: progress bar (`progress.progress_bar`), results.jsonl row by row, summary.json, plot,
+and a table on stdout.
 
 A study module provides
     STUDY: str                      its name (config.study)
@@ -17,8 +18,8 @@ import types
 
 import jax
 import ml_collections
-from tqdm.auto import tqdm
 
+from diffserial.progress import progress_bar
 from diffserial.registry import lookup
 from diffserial.samplers import seed_mesh
 from diffserial.studies import report
@@ -48,12 +49,12 @@ def run_study(config: ml_collections.ConfigDict, workdir: str, mesh=None) -> dic
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2) + "\n")
     rows = []
-    bar = tqdm(total=len(study.points(config)), desc=config.study, disable=not writer)
+    bar = progress_bar(total=len(study.points(config)), desc=config.study, disable=not writer)
     for row in study.run(config, mesh=mesh, workdir=workdir):
         rows.append(row)
         if writer:
             report.append_jsonl(results, row)
-        bar.set_postfix_str(", ".join(f"{k}={row[k]}" for k in study.POSTFIX_KEYS))
+        bar.set_postfix_str(", ".join(f"{k}={row[k]}" for k in study.POSTFIX_KEYS), refresh=False)
         bar.update()
     bar.close()
     summary = study.summarize(rows)

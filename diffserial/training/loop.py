@@ -14,10 +14,11 @@ checkpoint, loop; and `load_trained(workdir)` for samplers and studies.
   donated to the next state (updated in place). A non-finite loss or gradient stops the run with FloatingPointError naming the step; that step's update is never applied or saved.
 - checkpoint: orbax, async, keep the latest config.keep_checkpoints, every config.checkpoint_every steps
   and at the end; the run resumes from the latest committed step in WORKDIR/checkpoints.
-- loop: tqdm on process 0; process 0 writes WORKDIR/metrics.jsonl and TensorBoard scalars
-  (`summaries.MetricsWriter`) every config.log_every steps: loss, lr, grad_norm, examples_per_s, and the
-  task's own metrics (aux["metrics"] of its loss, averaged over devices: e.g. the serial task's per-token
-  accuracy of the answer and of the chain of thought on the positions the loss scored).
+- loop: a progress bar on process 0 (`progress.progress_bar`: the loss of the last log row in its
+  postfix, a refresh every 30 s off a terminal); process 0 writes WORKDIR/metrics.jsonl and TensorBoard
+  scalars (`summaries.MetricsWriter`) every config.log_every steps: loss, lr, grad_norm, examples_per_s,
+  and the task's own metrics (aux["metrics"] of its loss, averaged over devices: e.g. the serial task's
+  per-token accuracy of the answer and of the chain of thought on the positions the loss scored).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ import ml_collections
 import numpy as np
 from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from tqdm.auto import tqdm
 
+from diffserial.progress import progress_bar
 from diffserial.training import checkpoint, distributed, optimizer as opt_lib, step as step_lib, summaries
 from diffserial.training.tasks import Task, batch_rows, make_task
 
@@ -130,13 +131,16 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
     metrics_writer = summaries.MetricsWriter(workdir, enabled=writer, start_step=start)
     tick, last = time.perf_counter(), start
     try:
-        for s in tqdm(range(start, config.total_steps), initial=start, total=config.total_steps,
-                      disable=not writer, desc=f"train {config.task}"):
+        bar = progress_bar(range(start, config.total_steps), initial=start, total=config.total_steps,
+                           disable=not writer, desc=f"train {config.task}")
+        for s in bar:
             state, metrics = step_fn(state, batch_at(s))
             step_lib.raise_if_nonfinite(metrics)  # names the step; the bad update is neither applied nor saved
             done = s + 1
             if done % config.log_every == 0 or done == config.total_steps:
                 now = time.perf_counter()
+                loss = float(metrics["loss"])
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 metrics_writer.write(done, {
                     **{k: float(v) for k, v in metrics.items() if k not in ("finite", "step")},
                     "examples_per_s": (done - last) * config.batch_size / (now - tick)})
