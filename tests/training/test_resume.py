@@ -69,3 +69,16 @@ def test_watcher_outside_the_main_thread_installs_nothing():
     thread.start()
     thread.join()
     assert not made[0].reached(1) and made[0]._previous is None
+
+
+def test_watcher_under_jax_distributed_uses_the_preemption_sync_point(monkeypatch):
+    """With the distributed runtime up, the runtime owns SIGTERM: no Python handler, and `reached` asks JAX's
+    sync point at every step."""
+    asked = []
+    monkeypatch.setattr(preemption.jax.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(preemption.multihost_utils, "reached_preemption_sync_point",
+                        lambda step: asked.append(step) or step == 3)
+    before = signal.getsignal(signal.SIGTERM)
+    watcher = preemption.Watcher()
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert [watcher.reached(s) for s in (1, 2, 3)] == [False, False, True] and asked == [1, 2, 3]
