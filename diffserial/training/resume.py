@@ -95,7 +95,8 @@ def save_config(workdir: str | os.PathLike, config: ml_collections.ConfigDict, *
                 f"{path} holds the config of the run being resumed, and this run's config differs:\n"
                 f"{format_diff(diff)}\n"
                 f"Resuming with another config would mix two runs in one workdir. Use a new workdir, or pass "
-                f"--config.{ALLOW_KEY}=True to resume anyway (the saved config is then kept as config.<k>.json).")
+                f"--config.{ALLOW_KEY}=True to resume anyway (for the training runs of a study: "
+                f"--config.train.{ALLOW_KEY}=True); the saved config is then kept as config.<k>.json.")
         if diff and writer:
             kept = _kept_name(directory)
             path.rename(kept)
