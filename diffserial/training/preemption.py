@@ -57,6 +57,7 @@ class Watcher:
     def __init__(self):
         self._signalled = False
         self._sync = False
+        self._installed = False
         self._previous = None
         if jax.distributed.is_initialized():
             self._sync = bool(jax.config.jax_enable_preemption_service)
@@ -64,6 +65,7 @@ class Watcher:
                 logging.warning("jax_enable_preemption_service is off: a SIGTERM will not save a checkpoint")
         elif threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+            self._installed = True
 
     def _on_sigterm(self, signum, frame) -> None:
         del signum, frame
@@ -76,10 +78,11 @@ class Watcher:
         return self._signalled
 
     def close(self) -> None:
-        """Put back the SIGTERM handler that was there before (a no-op if none was installed or on a second call)."""
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        """Put back the SIGTERM handler that was there before (the default one if it was not set from Python);
+        a no-op if nothing was installed, or on a second call."""
+        if self._installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
 
 
 __all__ = ["EXIT_CODE", "Preempted", "Watcher"]
