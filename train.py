@@ -6,6 +6,10 @@
 
 The run itself, section by section, is `diffserial.training.loop.train`; this script parses flags and, with
 --distributed (or DIFFSERIAL_DISTRIBUTED=1), starts the multi-process runtime first (TPU.md).
+
+Rerunning the same command resumes from the latest checkpoint. On SIGTERM (a preemption, a scheduler) the run
+saves the step it is at and exits with status 143; a resume whose config differs from WORKDIR/config.json
+stops before compiling and lists the differing keys, unless --config.allow_config_change=True.
 """
 
 import functools

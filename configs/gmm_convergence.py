@@ -24,4 +24,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.max_cells = 64  # grid cells: max(2, floor(max_cells^(1/d))) bins per dimension
     c.floor_reps = 200  # multinomial draws for the noise floor and bootstrap resamples for the CI
     c.block_size = 1024  # seeds per vmapped block (bitwise reproducibility holds for a fixed value)
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

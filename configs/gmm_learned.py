@@ -28,4 +28,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.block_size = 1024
     c.eps_score_times = 64  # K time points of the eps_score average (uniform in [eps, 1])
     c.eps_score_samples = 4096  # exact draws of p_t per time point
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

@@ -25,4 +25,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 500
     c.keep_checkpoints = 2
     c.parallel = "shard_map"  # shard_map (jit + shard_map over a 1-D mesh) | pmap
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

@@ -21,4 +21,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.exact_tv_max_n = 16  # exact TV over 2^n strings up to this n; odd rate for every n
     c.floor_reps = 100
     c.block_size = 1024
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

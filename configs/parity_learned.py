@@ -27,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.exact_tv_max_n = 16
     c.floor_reps = 100
     c.block_size = 1024
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

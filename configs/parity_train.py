@@ -36,4 +36,5 @@ def get_config(model: str = "transformer") -> ml_collections.ConfigDict:
     c.checkpoint_every = 1000
     c.keep_checkpoints = 2
     c.parallel = "shard_map"  # shard_map | pmap
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

@@ -31,4 +31,5 @@ def get_config() -> ml_collections.ConfigDict:
     c.fit_max_leak = 0.6  # fit ln P(leak) vs L^2 on points with P(leak) <= this ...
     c.fit_min_events = 3  # ... and at least this many leaks
     c.trajectory_points = 600
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

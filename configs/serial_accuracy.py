@@ -77,4 +77,5 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.steps = (1, 2, 4, 8, 16, 32, 64)  # clipped to G = generated positions; G itself is always measured
     c.n_seeds = 16384 if paper else 1024
     c.block_size = 1024 if paper else 512
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

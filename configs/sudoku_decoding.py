@@ -33,4 +33,5 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     c.hidden_singles = True  # each round also places digits with one possible cell in a row/column/box
     c.schedule = "linear"  # only the ancestral sampler reads it
     c.block_size = 1024 if paper else 128
+    c.allow_config_change = False  # resume even if WORKDIR/config.json differs (the old one is kept)
     return c

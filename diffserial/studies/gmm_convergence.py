@@ -32,6 +32,7 @@ from diffserial.targets.quantize import GridCells
 
 STUDY = "gmm_convergence"
 TV_LABEL = r"TV(samples, $p_\varepsilon$) over grid cells"
+POINT_KEYS = ("d", "sampler", "steps")  # a row's point (the tuples of points())
 PRIORS = ("exact", "process")
 
 
@@ -114,12 +115,14 @@ def measure(score, mixture, process, cells, pmf, name: str, steps: int, key, con
             "seconds": seconds, **tv}
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir=None) -> Iterator[dict]:
-    """Yield one result row per (d, sampler, steps); see the module docstring."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir=None, done=frozenset()) -> Iterator[dict]:
+    """Yield one result row per (d, sampler, steps) not in `done`; see the module docstring."""
     process: LinearGaussianSDE = PROCESSES[config.process]()
     key = jax.random.key(config.seed)
     setups = {}
     for d, name, steps in points(config):
+        if (d, name, steps) in done:
+            continue
         if d not in setups:
             mixture = make_mixture(d, config.n_components, config.seed)
             score = gmm_lib.score_fn(mixture, process)

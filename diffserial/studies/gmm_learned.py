@@ -31,6 +31,7 @@ from diffserial.training import loop
 
 STUDY = "gmm_learned"
 POSTFIX_KEYS = ("model", "sampler", "steps")
+POINT_KEYS = ("model", "sampler", "steps")  # a row's point (the tuples of points())
 
 
 def models(config: ml_collections.ConfigDict) -> list[str]:
@@ -87,8 +88,10 @@ def _load(config, model: str, workdir: str):
     return trained.config, trained.sampling_fn(), trained.step
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
-    """Yield one row per (model, sampler, steps); see the module docstring."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None,
+        done=frozenset()) -> Iterator[dict]:
+    """Yield one row per (model, sampler, steps) not in `done` (a model none of whose points is left is
+    neither trained nor loaded); see the module docstring."""
     train = config.train
     if config.checkpoint:
         train = loop.load_trained(config.checkpoint).config
@@ -100,15 +103,18 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
     ts = continuous_grid("uniform", process, config.eps_score_times - 1, config.eps)
     sample_at = jax.tree_util.Partial(gmm_lib.sample_at, mixture, process)
     for model in models(config):
+        todo = [(name, steps) for name in config.samplers for steps in config.steps
+                if (model, name, steps) not in done]
+        if not todo:
+            continue
         score, trained_steps = (exact, 0) if model == "exact" else _load(config, model, workdir)[1:]
         err = score_error(score, exact, sample_at, ts, jax.random.fold_in(key, 1),
                           config.eps_score_samples)
-        for name in config.samplers:
-            for steps in config.steps:
-                row = gmm_convergence.measure(score, mixture, process, cells, pmf, name, steps,
-                                              jax.random.fold_in(key, 2), config, mesh)
-                yield {"study": STUDY, "target": f"gmm{train.n_components}_d{train.d}", "model": model,
-                       "train_steps": trained_steps, "eps_score_measured": err["eps_score"], **row}
+        for name, steps in todo:
+            row = gmm_convergence.measure(score, mixture, process, cells, pmf, name, steps,
+                                          jax.random.fold_in(key, 2), config, mesh)
+            yield {"study": STUDY, "target": f"gmm{train.n_components}_d{train.d}", "model": model,
+                   "train_steps": trained_steps, "eps_score_measured": err["eps_score"], **row}
 
 
 def _groups(rows):

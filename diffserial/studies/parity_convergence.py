@@ -38,6 +38,7 @@ CONSTRUCTIONS = {"parity_revision": parity_constructions.parity_revision,
                  "parity_remask": parity_constructions.parity_remask}
 PREDICTORS = ("exact", "window")
 POSTFIX_KEYS = ("n", "predictor", "sampler", "steps")
+POINT_KEYS = ("n", "predictor", "sampler", "steps")  # a row's point (the tuples of points())
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -117,10 +118,12 @@ def measure(config, n: int, tokens: np.ndarray) -> dict:
     return row
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir=None) -> Iterator[dict]:
-    """Yield one result row per (n, predictor, sampler, steps); see the module docstring."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir=None, done=frozenset()) -> Iterator[dict]:
+    """Yield one result row per (n, predictor, sampler, steps) not in `done`; see the module docstring."""
     key = jax.random.key(config.seed)
     for n, predictor_name, name, steps in points(config):
+        if (n, predictor_name, name, steps) in done:
+            continue
         start = time.perf_counter()
         predictor = _predictor(predictor_name, config.window_radius)
         tokens = jax.block_until_ready(sample(config, n, predictor, name, steps, jax.random.fold_in(key, n), mesh))

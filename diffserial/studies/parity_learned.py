@@ -30,6 +30,7 @@ from diffserial.training import loop
 
 STUDY = "parity_learned"
 POSTFIX_KEYS = ("predictor", "sampler", "steps")
+POINT_KEYS = ("predictor", "sampler", "steps")  # a row's point (the tuples of points())
 
 
 def predictors(config: ml_collections.ConfigDict) -> list[str]:
@@ -82,8 +83,12 @@ def _trained(config, name: str, workdir: str) -> loop.Trained:
     return loop.load_trained(train_dir)
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
-    """Yield one row per (predictor, sampler, steps); see the module docstring."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None,
+        done=frozenset()) -> Iterator[dict]:
+    """Yield one row per (predictor, sampler, steps) not in `done` (nothing is trained or loaded when no
+    point is left); see the module docstring."""
+    if set(points(config)) <= set(done):
+        return
     trained = {name: _trained(config, name, workdir) for name in predictors(config)[1:]}
     for name, t in trained.items():
         if t.task.name != "masked_parity":
@@ -100,6 +105,8 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
             predictor, train_steps = trained[name].sampling_fn(), trained[name].step
         for sampler in config.samplers:
             for steps in config.steps:
+                if (name, sampler, steps) in done:
+                    continue
                 start = time.perf_counter()
                 tokens = jax.block_until_ready(parity_convergence.sample(config, n, predictor, sampler, steps, key,
                                                                          mesh))

@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 STUDY = "pinball"
 POSTFIX_KEYS = ("program", "word", "cell")
+POINT_KEYS = ("sweep", "program", "word", "cell")  # a row's point (the tuples of points())
 
 
 def _params(config, cell: float) -> ff.PinballParams:
@@ -91,9 +92,11 @@ def points(config: ml_collections.ConfigDict) -> list[tuple[str, str, str, float
     return leak + progs + picture
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
-    """Yield one result row per point (see the module docstring); the last row is one seed's trajectory.
-    `workdir` is unused (the study keeps no by-products)."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None,
+        done=frozenset()) -> Iterator[dict]:
+    """Yield one result row per point not in `done` (see the module docstring); the last row is one seed's
+    trajectory. `workdir` is unused (the study keeps no by-products). Every point's SDE is padded to the
+    longest of its program's points, done or not, so a point's result does not depend on `done`."""
     sde = ff.PinballSDE(step_size=config.step_size, noise=1.0)
     pts = [p for p in points(config) if p[0] != "trajectory"]
     tape_length = {p: max(len(w) for _, q, w, _ in pts if q == p) + 2 for _, p, _, _ in pts}
@@ -104,6 +107,8 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
         pad[p] = max(pad.get(p, 0), ff.steps_needed(compiled, traces[p, w].trace, sde))
     key = jax.random.key(config.seed)
     for index, (sweep, name, word, cell) in enumerate(pts):
+        if (sweep, name, word, cell) in done:
+            continue
         machine = PROGRAMS[name]()
         result = traces[name, word]
         compiled = ff.compile_machine(machine, word, _params(config, cell), tape_length[name])
@@ -130,8 +135,9 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
             "target_correct": config.target_correct, "fit_max_leak": config.fit_max_leak,
             "fit_min_events": config.fit_min_events,
         }
-    _, _, word, cell = points(config)[-1]
-    yield trajectory(config, word, cell, config.trajectory_points)
+    picture = points(config)[-1]
+    if picture not in done:
+        yield trajectory(config, picture[2], picture[3], config.trajectory_points)
 
 
 def fit_leak_slope(rows: list[dict], max_leak: float, min_events: int) -> dict:

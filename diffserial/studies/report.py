@@ -27,6 +27,42 @@ def read_jsonl(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def resume_jsonl(path: str) -> list[dict]:
+    """The rows of a file written by `append_jsonl`, read to append more ([] if there is no file).
+
+    A final line cut short (no newline and not JSON: an append interrupted by a kill) is cut off the file; a
+    final row that lacks only its newline gets it, so the next append starts a line of its own. Any other
+    line that is not a JSON object raises ValueError.
+    """
+    if not os.path.exists(path):
+        return []
+    with open(path, "rb") as f:
+        data = f.read()
+    complete, _, tail = data.rpartition(b"\n")
+    lines = complete.split(b"\n")
+    rows = [_json_object(line, path, number) for number, line in enumerate(lines, start=1) if line.strip()]
+    if tail.strip():
+        try:
+            rows.append(_json_object(tail, path, data.count(b"\n") + 1))
+        except ValueError:
+            with open(path, "r+b") as f:
+                f.truncate(len(data) - len(tail))
+        else:
+            with open(path, "ab") as f:
+                f.write(b"\n")
+    return rows
+
+
+def _json_object(line: bytes, path: str, number: int) -> dict:
+    try:
+        row = json.loads(line)
+    except ValueError as error:
+        raise ValueError(f"{path}, line {number}, is not JSON ({error}): {line[:80]!r}") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"{path}, line {number}, is not a JSON object: {line[:80]!r}")
+    return row
+
+
 def write_json(path: str, obj) -> None:
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
@@ -142,12 +178,3 @@ def group_by(rows: Iterable[Mapping], *keys: str) -> dict[tuple, list[Mapping]]:
     for r in rows:
         out.setdefault(tuple(r[k] for k in keys), []).append(r)
     return out
-
-
-def prepare_workdir(workdir: str, files: Sequence[str] = ("results.jsonl",)) -> None:
-    """Create `workdir`; start fresh result files (a study rewrites its outputs)."""
-    os.makedirs(workdir, exist_ok=True)
-    for name in files:
-        path = os.path.join(workdir, name)
-        if os.path.exists(path):
-            os.remove(path)

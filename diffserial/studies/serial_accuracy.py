@@ -69,6 +69,7 @@ from diffserial.training import loop, tasks as training_tasks
 
 STUDY = "serial_accuracy"
 POSTFIX_KEYS = ("task", "n", "family", "sampler", "steps")
+POINT_KEYS = ("task", "n", "family", "sampler", "steps")  # a row's point (the tuples of points())
 FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
             "recurrent": ("recurrent", False), "cot": ("transformer", True),
             "continuous": ("transformer", False), "supervised": ("transformer", False)}  # family -> (network, cot)
@@ -279,14 +280,19 @@ def training_log(train_dir: str, batch_size: int) -> dict:
             "train_steps_per_s": float(np.median(speeds)) if speeds else None}
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
-    """Train (or resume) each (task, n, family), then yield one row per (sampler, steps); see the module
-    docstring. Seeds are sharded over `mesh`; the evaluation key differs from every training key."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None,
+        done=frozenset()) -> Iterator[dict]:
+    """Train (or resume) each (task, n, family), then yield one row per (sampler, steps) not in `done` (a
+    run none of whose points is left is skipped whole); see the module docstring. Seeds are sharded over
+    `mesh`; the evaluation key differs from every training key."""
     if workdir is None:
         raise ValueError("serial_accuracy trains its models into WORKDIR/train_*: a workdir is required")
     mesh = mesh if mesh is not None else seed_mesh(jax.local_devices())
     eval_key = jax.random.fold_in(jax.random.key(config.seed), 7)
+    left = {p[:3] for p in points(config) if p not in done}
     for task, n, family in runs(config):
+        if (task, n, family) not in left:
+            continue
         train_dir = os.path.join(workdir, f"train_{task}_n{n}_{family}")
         start = time.perf_counter()
         loop.train(train_config(config, task, n, family), train_dir)
@@ -308,6 +314,8 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
         for sampler in samplers_for(config, family):
             rule = continuous_sampler(sampler) if is_continuous else masked_sampler(sampler)
             for t in steps:
+                if (task, n, family, sampler, t) in done:
+                    continue
                 start = time.perf_counter()
                 if is_continuous:
                     tokens = serial_continuous.sample_sequences(predictor, sampler, t, key=key, n_seeds=config.n_seeds,
@@ -592,7 +600,7 @@ def table(rows: list[dict], summary: dict) -> str:
     return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), _training_table(summary), cliffs])
 
 
-__all__ = ["CONTINUOUS", "FAMILIES", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
+__all__ = ["CONTINUOUS", "FAMILIES", "POINT_KEYS", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
            "family_steps", "flop_estimate", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
            "points", "run", "runs", "sample", "samplers_for", "sizes_for", "steps_for", "summarize", "table", "task_args",
            "train_config", "training_evidence", "training_log", "validate"]

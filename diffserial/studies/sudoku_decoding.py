@@ -62,6 +62,7 @@ from diffserial.studies import report
 
 STUDY = "sudoku_decoding"
 POSTFIX_KEYS = ("bucket", "rounds", "sampler", "tokens_per_step")
+POINT_KEYS = ("bucket", "rounds", "sampler", "tokens_per_step")  # a row's point (the tuples of points())
 TOPK_SAMPLERS = ("topk_confidence", "topk_margin", "topk_entropy", "topk_random")
 SAMPLERS = TOPK_SAMPLERS + ("ancestral",)
 PUBLISHED = {
@@ -210,14 +211,19 @@ def measure(puzzles: PuzzleSet, tokens: np.ndarray) -> dict:
             "accuracy_depth0": _rate(correct[no_guess]), "accuracy_guess": _rate(correct[~no_guess])}
 
 
-def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None) -> Iterator[dict]:
-    """Yield one row per (bucket, rounds, sampler, tokens_per_step); see the module docstring."""
+def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None,
+        done=frozenset()) -> Iterator[dict]:
+    """Yield one row per (bucket, rounds, sampler, tokens_per_step) not in `done` (puzzles are generated
+    only for a bucket with points left); see the module docstring."""
     del workdir
     mesh = mesh if mesh is not None else seed_mesh(jax.local_devices())
     root = jax.random.key(config.seed)
     n_seeds = config.n_puzzles * config.samples_per_puzzle
     pad_to = max(steps_for(b, k) for b in config.buckets for k in config.tokens_per_step)
+    left = [p for p in points(config) if p not in done]
     for bucket in config.buckets:
+        if not any(p[0] == bucket for p in left):
+            continue
         bucket_id = tuple(sudoku.BUCKETS).index(bucket)
         puzzles = generate_puzzles(bucket, config.n_puzzles, jax.random.fold_in(jax.random.fold_in(root, 11),
                                                                                 bucket_id))
@@ -231,9 +237,13 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
                   "frac_depth0": float(np.mean(puzzles.search_depth == 0)),
                   "generation_seconds": puzzles.seconds}
         for rounds in config.rounds:
+            if not any(p[:2] == (bucket, rounds) for p in left):
+                continue
             solved = solved_by_rounds(puzzles, rounds, config.hidden_singles)
             for sampler in config.samplers:
                 for k in config.tokens_per_step:
+                    if (bucket, rounds, sampler, k) in done:
+                        continue
                     start = time.perf_counter()
                     steps = steps_for(bucket, k)
                     tokens = sample(config, init_fn, sampler, k, steps, rounds, key, mesh, pad_to)
@@ -333,6 +343,6 @@ def table(rows: list[dict], summary: dict) -> str:
     return "\n".join(out)
 
 
-__all__ = ["POSTFIX_KEYS", "PUBLISHED", "PuzzleSet", "SAMPLERS", "STUDY", "TOPK_SAMPLERS", "generate_puzzles",
+__all__ = ["POINT_KEYS", "POSTFIX_KEYS", "PUBLISHED", "PuzzleSet", "SAMPLERS", "STUDY", "TOPK_SAMPLERS", "generate_puzzles",
            "init_key_table", "make_rule", "max_blanks", "measure", "plot", "points", "puzzle_of_seed", "run",
            "sample", "seed_prompts", "solved_by_rounds", "steps_for", "summarize", "table", "validate"]

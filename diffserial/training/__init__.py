@@ -2,7 +2,8 @@
 per-device data-parallel train step with `shard_map` and `pmap` wrappers (`training.step`), and orbax
 checkpointing with async saves and restore onto any sharding (`training.checkpoint`); what a run learns
 (`training.tasks`), multi-process start-up and batch layout (`training.distributed`), metrics files
-(`training.summaries`) and the run itself (`training.loop`: `train`, `load_trained`)."""
+(`training.summaries`), SIGTERM handling (`training.preemption`), the config.json rule on resume
+(`training.resume`) and the run itself (`training.loop`: `train`, `load_trained`)."""
 
 from diffserial.training.optimizer import OptimizerConfig, ema_decay_at, ema_update, make_optimizer, make_schedule
 from diffserial.training.step import (

@@ -57,6 +57,7 @@ __all__ = [
     "open_manager",
     "save",
     "restore_latest",
+    "latest_step",
     "abstract_like",
     "wait",
     "close",
@@ -204,6 +205,15 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: PyTree) -> tu
     target = _abstract_keys_to_data(abstract_state)
     restored = manager.restore(step, args=ocp.args.StandardRestore(target))
     return step, _data_to_keys(restored, abstract_state)
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+    """The latest committed step in ``directory``, or None if it holds none (read with a short-lived manager)."""
+    manager = open_manager(directory, async_save=False)
+    try:
+        return manager.latest_step()
+    finally:
+        close(manager)
 
 
 def wait(manager: ocp.CheckpointManager) -> None:

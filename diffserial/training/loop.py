@@ -3,7 +3,9 @@ checkpoint, loop; and `load_trained(workdir)` for samplers and studies.
 
     python train.py --config configs/gmm_train.py --workdir runs/gmm_train      (see train.py, TPU.md)
 
-- config: validated before anything compiles (`validate`); saved as WORKDIR/config.json.
+- config: validated before anything compiles (`validate`); saved as WORKDIR/config.json. A run resuming
+  from a checkpoint whose saved config.json differs stops with ConfigChangedError listing the differing
+  keys, unless config.allow_config_change (then the old file is kept as config.<k>.json; `resume`).
 - mesh: one "data" axis over jax.devices() (every process's devices, in process order).
 - input: example i of step s is task.example(fold_in(fold_in(data_key, s), i)); each process builds its
   rows [p B/P, (p+1) B/P) and the global batch is assembled without communication
@@ -14,6 +16,9 @@ checkpoint, loop; and `load_trained(workdir)` for samplers and studies.
   donated to the next state (updated in place). A non-finite loss or gradient stops the run with FloatingPointError naming the step; that step's update is never applied or saved.
 - checkpoint: orbax, async, keep the latest config.keep_checkpoints, every config.checkpoint_every steps
   and at the end; the run resumes from the latest committed step in WORKDIR/checkpoints.
+- preemption: on SIGTERM the run finishes its current step, saves it (on several processes: the step
+  JAX's preemption sync point picks, the same on all), closes its writers and raises
+  `preemption.Preempted`, a SystemExit with status 143; rerunning resumes from that step.
 - loop: a progress bar on process 0 (`progress.progress_bar`: the loss of the last log row in its
   postfix, a refresh every 30 s off a terminal); process 0 writes WORKDIR/metrics.jsonl and TensorBoard
   scalars (`summaries.MetricsWriter`) every config.log_every steps: loss, lr, grad_norm, examples_per_s,
@@ -36,7 +41,8 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from diffserial.progress import progress_bar
-from diffserial.training import checkpoint, distributed, optimizer as opt_lib, step as step_lib, summaries
+from diffserial.training import checkpoint, distributed, optimizer as opt_lib, preemption, resume
+from diffserial.training import step as step_lib, summaries
 from diffserial.training.tasks import Task, batch_rows, make_task
 
 PARALLEL = ("shard_map", "pmap")
@@ -82,15 +88,16 @@ def _checkpoint_dir(workdir: str) -> epath.Path:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainState:
-    """Train config.task into `workdir` (resuming from its latest checkpoint); return the final state."""
+    """Train config.task into `workdir` (resuming from its latest checkpoint); return the final state.
+
+    Raises ConfigChangedError (resuming with another config) before anything compiles, and
+    preemption.Preempted after saving the current step on SIGTERM."""
     # --- config ---------------------------------------------------------------------------------
     task = validate(config)
     opt_config = optimizer_config(config)
     writer = distributed.is_writer()
-    workdir_path = epath.Path(workdir)
-    if writer:
-        workdir_path.mkdir(parents=True, exist_ok=True)
-        (workdir_path / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+    resuming = checkpoint.latest_step(_checkpoint_dir(workdir)) is not None
+    resume.save_config(workdir, config, resuming=resuming, writer=writer)
 
     # --- mesh: one data axis over every device of every process -----------------------------------
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
@@ -130,6 +137,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
     # --- loop -------------------------------------------------------------------------------------
     metrics_writer = summaries.MetricsWriter(workdir, enabled=writer, start_step=start)
     tick, last = time.perf_counter(), start
+    preempted_at = None
+    watcher = preemption.Watcher()  # from here a SIGTERM only sets a flag, read at each step boundary
     try:
         bar = progress_bar(range(start, config.total_steps), initial=start, total=config.total_steps,
                            disable=not writer, desc=f"train {config.task}")
@@ -145,11 +154,22 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
                     **{k: float(v) for k, v in metrics.items() if k not in ("finite", "step")},
                     "examples_per_s": (done - last) * config.batch_size / (now - tick)})
                 tick, last = now, done
-            if done % config.checkpoint_every == 0 or done == config.total_steps:
-                checkpoint.save(manager, done, host_state(state))
+            # on several processes True on all of them at the same step; at the last step the run is done anyway
+            stop = watcher.reached(done) and done < config.total_steps
+            if stop or done % config.checkpoint_every == 0 or done == config.total_steps:
+                checkpoint.save(manager, done, host_state(state), force=stop)
+            if stop:
+                preempted_at = done
+                break
     finally:
         checkpoint.close(manager)  # waits for saves already started (all of good parameters)
         metrics_writer.close()
+        watcher.close()  # only now: a second SIGTERM must not cut the last save short
+    if preempted_at is not None:
+        if writer:
+            print(f"preempted: saved step {preempted_at} to {_checkpoint_dir(workdir)}; rerun to resume "
+                  f"(exit status {preemption.EXIT_CODE})")
+        raise preemption.Preempted(preempted_at)
     return host_state(state)
 
 

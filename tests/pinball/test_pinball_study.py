@@ -35,6 +35,7 @@ def test_outputs(study):
     with open(os.path.join(workdir, "results.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     assert [r["sweep"] for r in rows] == ["leak", "leak", "programs", "trajectory"]
+    assert [runner.point_key(pinball, r) for r in rows] == pinball.points(_tiny_config())
     leak = rows[:2]
     assert all(r["n_nonfinite"] == 0 and 0 <= r["p_correct"] <= 1 and r["machine_steps"] == 5 for r in leak)
     assert leak[1]["p_correct"] >= 0.9  # L = 12 is far past the leak regime of a 5-step run

@@ -1,4 +1,5 @@
-"""train.py end to end: metrics, checkpoints, bitwise resume after SIGKILL, bad configs."""
+"""train.py end to end: metrics, checkpoints, bitwise resume after SIGKILL, save and exit 143 on SIGTERM, a
+changed config on resume, bad configs."""
 
 import json
 import os
@@ -53,6 +54,28 @@ def test_resume_after_sigkill_is_bitwise_identical(tmp_path):
     rows = [json.loads(line) for line in open(os.path.join(straight, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [10, 20, 30, 40]
     assert all(np.isfinite(r["loss"]) and r["examples_per_s"] > 0 for r in rows)
+
+
+def test_sigterm_saves_and_exits_143_then_an_allowed_config_change_resumes(tmp_path):
+    """SIGTERM after the first checkpoint of a run too long to finish: it saves the step it reached and
+    exits 143; the rerun with another total_steps needs --config.allow_config_change=True (and keeps the
+    old config). Bitwise resume after SIGTERM: tests/training/test_loop.py."""
+    workdir = str(tmp_path / "run")
+    proc = subprocess.Popen(_cmd(workdir, "--config.total_steps=1000000"), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    deadline = time.time() + 240
+    while not os.path.isdir(os.path.join(workdir, "checkpoints", "10")):
+        assert proc.poll() is None and time.time() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    step, _ = _final_params(workdir)
+    assert step >= 10 and f"preempted: saved step {step}" in out
+    resumed = subprocess.run(_cmd(workdir, f"--config.total_steps={step}", "--config.allow_config_change=True"),
+                             check=True, capture_output=True, text=True, timeout=300)
+    assert f"total_steps: 1000000 -> {step}" in resumed.stdout and f"resumed from step {step}" in resumed.stdout
+    assert json.load(open(os.path.join(workdir, "config.1.json")))["total_steps"] == 1000000
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -45,6 +45,7 @@ def test_outputs_are_written(study):
     with open(os.path.join(workdir, "results.jsonl")) as f:
         rows = [json.loads(line) for line in f]
     assert len(rows) == 8 * 7
+    assert [runner.point_key(gmm_convergence, r) for r in rows] == gmm_convergence.points(_small_config())
     assert all(REQUIRED_KEYS <= set(r) for r in rows)
     assert all(r["n_nonfinite"] == 0 and r["nfe"] >= r["steps"] for r in rows)
     with open(os.path.join(workdir, "summary.json")) as f:

@@ -10,7 +10,7 @@ import pytest
 from configs import gmm_learned as gmm_config
 from configs import parity_learned as parity_config
 from diffserial.studies import gmm_learned, parity_learned
-from diffserial.studies.runner import run_study
+from diffserial.studies.runner import point_key, run_study
 from diffserial.training import loop
 
 
@@ -29,6 +29,7 @@ def test_gmm_learned_trains_and_reports(tmp_path):
     summary = run_study(_tiny_gmm(), str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
     assert len(rows) == 3 * 2 * 2 and {r["model"] for r in rows} == {"exact", "train_3", "train_6"}
+    assert [point_key(gmm_learned, r) for r in rows] == gmm_learned.points(_tiny_gmm())
     assert all(r["eps_score_measured"] == 0 for r in rows if r["model"] == "exact")
     assert all(r["eps_score_measured"] > 0 for r in rows if r["model"] != "exact")
     assert {r["train_steps"] for r in rows} == {0, 3, 6}
@@ -57,6 +58,7 @@ def test_parity_learned_runs(tmp_path):
                   block_size=64))
     run_study(c, str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
+    assert [point_key(parity_learned, r) for r in rows] == parity_learned.points(c)
     assert {(r["predictor"], r["sampler"]) for r in rows} == {
         (p, s) for p in ("exact", "transformer") for s in ("ancestral", "revision")}
     assert all(0 <= r["odd_rate"] <= 1 and np.isfinite(r["tv"]) for r in rows)

@@ -26,6 +26,7 @@ def rows(tmp_path_factory):
     runner.run_study(_small_config(), workdir)
     with open(os.path.join(workdir, "results.jsonl")) as f:
         out = [json.loads(line) for line in f]
+    assert [runner.point_key(parity_convergence, r) for r in out] == parity_convergence.points(_small_config())
     assert os.path.getsize(os.path.join(workdir, "parity_odd_rate.png")) > 10_000
     assert os.path.exists(os.path.join(workdir, "parity_tv.png"))
     return out

@@ -128,7 +128,7 @@ def test_tiny_end_to_end_every_family(tmp_path):
     assert "continuous" in c.families
     summary = runner.run_study(c, str(tmp_path), mesh=seed_mesh(jax.devices()[:2]))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
-    assert len(rows) == len(serial_accuracy.points(c))
+    assert [runner.point_key(serial_accuracy, r) for r in rows] == serial_accuracy.points(c)
     assert {r["family"] for r in rows} == set(c.families)
     cont = [r for r in rows if r["family"] == "continuous"]  # every T of c.steps, the continuous samplers
     assert [(r["sampler"], r["steps"], r["schedule"]) for r in cont] == [("dpm_solver_pp_2m", t, "vp_linear")

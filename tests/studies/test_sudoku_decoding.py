@@ -43,6 +43,7 @@ def _row(rows, **kw):
 def test_writes_rows_summary_and_plot(outputs):
     workdir, rows, summary = outputs
     assert len(rows) == len(study.points(_small_config())) == 8
+    assert [runner.point_key(study, r) for r in rows] == study.points(_small_config())
     assert os.path.getsize(os.path.join(workdir, "accuracy_vs_tokens_per_step.png")) > 10_000
     with open(os.path.join(workdir, "summary.json")) as f:
         assert json.load(f) == summary

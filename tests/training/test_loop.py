@@ -1,8 +1,9 @@
 """training.loop and training.tasks in process, on the 8 simulated CPU devices: both parallel paths,
-both tasks, NaN injection, config validation, load_trained."""
+both tasks, NaN injection, SIGTERM and resume, a changed config on resume, config validation, load_trained."""
 
 import json
 import os
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import gmm_train, parity_train
-from diffserial.training import checkpoint, loop, tasks
+from diffserial.training import checkpoint, loop, preemption, resume, tasks
 
 
 def _small_gmm(**overrides):
@@ -92,8 +93,15 @@ def _raw_checkpoint(workdir, step):
     return steps, jax.tree.leaves(raw)
 
 
-def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    loop.train(_small_gmm(keep_checkpoints=3), str(tmp_path / "clean"))
+@pytest.fixture(scope="module")
+def clean_gmm(tmp_path_factory):
+    """Workdir of an uninterrupted run of _small_gmm(keep_checkpoints=3): checkpoints 5, 10, 12."""
+    workdir = str(tmp_path_factory.mktemp("clean"))
+    loop.train(_small_gmm(keep_checkpoints=3), workdir)
+    return workdir
+
+
+def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, clean_gmm):
     real = tasks.batch_rows
 
     def poisoned(task, data_key, step, start, stop):
@@ -105,9 +113,77 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatc
         loop.train(_small_gmm(), str(tmp_path / "nan"))
     steps, bad_run = _raw_checkpoint(str(tmp_path / "nan"), 5)
     assert steps == [5]
-    _, clean_run = _raw_checkpoint(str(tmp_path / "clean"), 5)
+    _, clean_run = _raw_checkpoint(clean_gmm, 5)
     for a, b in zip(bad_run, clean_run):
         np.testing.assert_array_equal(a, b)
+
+
+def _metrics(workdir):
+    """metrics.jsonl without its timing fields."""
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "examples_per_s")} for r in rows]
+
+
+def test_sigterm_saves_the_current_step_and_resume_is_bitwise_identical(tmp_path, monkeypatch, capsys, clean_gmm):
+    """A real SIGTERM to this process right after step 5's periodic save: the run finishes step 6, saves it
+    (not a multiple of checkpoint_every), and raises Preempted (exit status 143); the rerun resumes from 6
+    and ends with the uninterrupted run's checkpoint and metrics, bit for bit."""
+    workdir = str(tmp_path / "preempted")
+    real_save = checkpoint.save
+
+    def save_then_sigterm(manager, step, state, **kwargs):
+        started = real_save(manager, step, state, **kwargs)
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return started
+
+    monkeypatch.setattr(checkpoint, "save", save_then_sigterm)
+    handler = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(preemption.Preempted) as stopped:
+        loop.train(_small_gmm(keep_checkpoints=3), workdir)
+    assert (stopped.value.step, stopped.value.code) == (6, 143)
+    assert signal.getsignal(signal.SIGTERM) is handler  # put back
+    assert "preempted: saved step 6" in capsys.readouterr().out
+    assert _raw_checkpoint(workdir, 6)[0] == [5, 6]
+    assert [r["step"] for r in _metrics(workdir)] == [4]
+
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    state = loop.train(_small_gmm(keep_checkpoints=3), workdir)
+    assert "resumed from step 6" in capsys.readouterr().out
+    assert int(state.step) == 12
+    steps, resumed = _raw_checkpoint(workdir, 12)
+    assert steps == [6, 10, 12]
+    for a, b in zip(resumed, _raw_checkpoint(clean_gmm, 12)[1]):
+        np.testing.assert_array_equal(a, b)
+    assert _metrics(workdir) == _metrics(clean_gmm)
+
+
+def test_resume_with_a_changed_config(tmp_path, capsys):
+    """A changed config stops the resumed run with every differing key, old -> new, and leaves the workdir
+    as it was; allow_config_change=True alone is no change; with it the run resumes and keeps the old file."""
+    workdir = tmp_path / "run"
+    first = _small_gmm(total_steps=3, checkpoint_every=3, log_every=1)
+    loop.train(first, str(workdir))
+    saved = (workdir / "config.json").read_text()
+    changed = _small_gmm(total_steps=3, checkpoint_every=3, log_every=2)
+    changed.optimizer.lr = 2e-3
+    with pytest.raises(resume.ConfigChangedError) as error:
+        loop.train(changed, str(workdir))
+    assert "  log_every: 1 -> 2\n  optimizer.lr: 0.001 -> 0.002\n" in str(error.value)
+    assert "--config.allow_config_change=True" in str(error.value)
+    assert (workdir / "config.json").read_text() == saved
+
+    same = _small_gmm(total_steps=3, checkpoint_every=3, log_every=1, allow_config_change=True)
+    loop.train(same, str(workdir))
+    assert sorted(os.listdir(workdir)) == ["checkpoints", "config.json", "metrics.jsonl", "tb"]
+
+    changed.allow_config_change = True
+    state = loop.train(changed, str(workdir))
+    out = capsys.readouterr().out
+    assert "log_every: 1 -> 2" in out and "optimizer.lr: 0.001 -> 0.002" in out and "config.1.json" in out
+    assert int(state.step) == 3
+    assert resume.config_diff(json.loads((workdir / "config.1.json").read_text()), first) == []
+    assert json.loads((workdir / "config.json").read_text())["optimizer"]["lr"] == 2e-3
 
 
 @pytest.mark.parametrize("change, match", [
