@@ -6,9 +6,17 @@ quantized answer (`diffserial.studies.serial_accuracy`).
     python sample.py --config configs/serial_accuracy.py:paper --workdir runs/serial_paper       # accelerator
     python sample.py --config configs/serial_accuracy.py --config.tasks="('parity','s5','circuit_value')"
 
-The argument after ":" is the scale: "small" (default: parity at n = 4 and 8, 2000 steps per model; see the
-README for its measured wall time on 2 CPU cores) or "paper" (more tasks, bigger n, wider and deeper models,
-longer training, more seeds: meant for an accelerator). Every field can be
+The argument after ":" is the scale: "small" (default: parity at n = 4 and 8, 2000 steps per model; 9 min
+20 s on 2 CPU cores, README) or "paper" (more tasks, bigger n, wider and deeper models, longer training,
+more seeds: meant for an accelerator; not run yet).
+
+Expected device time of :paper: not measured (no accelerator run yet); an estimate from the work ratio.
+Counting a network call on one sequence as length x width^2 x layers (loops for the looped network, two
+directions per GRU layer) and a training example as three calls, training is 47 000 times the small run's
+work (which is 91% training) and sampling 3700 times; at 2 CPU cores that would be ~47 000 x 9 min = ~300 days,
+so it needs an accelerator. In FLOPs (24 width^2 per token and layer forward, 3 times that to train)
+training is ~1e18 FLOP (1 EFLOP) and sampling ~7e15: about 3 h of one chip at a sustained 1e14 FLOP/s
+(an assumed rate, not a measured one; these small models may reach less). Every field can be
 overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch of each training run
 (`configs/serial_train.py`), config.models the networks' attributes.
 """
@@ -21,7 +29,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     paper = is_paper_scale(scale)
     c = ml_collections.ConfigDict()
     c.study = "serial_accuracy"
-    c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field
+    c.scale = "paper" if paper else "small"  # recorded in config.json; choose it with the ":" argument
     c.seed = 0
     # parity: CoT = prefix parities (one XOR per step). On CPU budgets (README) n = 4, 8 are learned with and
     # without CoT; at n = 10 only without, at n = 12 by neither: no size separates the families there.
