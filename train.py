@@ -19,16 +19,14 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import cli
+from diffserial.training import distributed
 
 _CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file (--list shows them).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (checkpoints, metrics); may be gs://. Required.")
 _LIST = flags.DEFINE_bool("list", False, "Print the training configs with their one-line descriptions and exit.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() before anything else.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (auto-detected on TPU).")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (auto-detected on TPU).")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (auto-detected on TPU).")
+_START_DISTRIBUTED = distributed.define_flags()
 
 
 def main(argv):
@@ -38,10 +36,9 @@ def main(argv):
         print(cli.list_configs(_CONFIGS, training=True))
         return
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
-    from diffserial.training import distributed, loop
+    _START_DISTRIBUTED()  # before anything touches a device
+    from diffserial.training import loop
 
-    if distributed.requested(_DISTRIBUTED.value):
-        distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     loop.train(_CONFIG.value, _WORKDIR.value)
 
 

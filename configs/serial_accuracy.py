@@ -11,7 +11,9 @@ circuit value problem at depth 2, 4 and the majority control at n = 8, 32, each 
 transformer, its supervised baseline and chain of thought, 1000 training steps per model, 1024 seeds; the
 README's study 5 gives its measured wall time on 2 CPU cores) or "paper" (eight tasks with more sizes, the
 looped, recurrent and continuous families too, width 256 and depth 4, 20k steps at batch 512, 16384 seeds:
-meant for an accelerator). Its expected cost: `serial_accuracy.flop_estimate` counts 3.5e18 FLOPs of
+meant for an accelerator).
+
+Expected device time of :paper: not measured; `serial_accuracy.flop_estimate` counts 3.5e18 FLOPs of
 training and 3.7e17 of sampling, about 11 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
 TF32 peak), or about 20 minutes on a 32-chip pod slice at the same rate per chip; an estimate from counted
 FLOPs, not a measurement (no accelerator was lent to the session that wrote it). The small default counts
@@ -28,7 +30,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     paper = is_paper_scale(scale)
     c = ml_collections.ConfigDict()
     c.study = "serial_accuracy"
-    c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field
+    c.scale = "paper" if paper else "small"  # recorded in config.json; choose it with the ":" argument
     c.seed = 0
     # Two inherently serial tasks and a TC0 control, each at a size the fixed-depth transformer learns and one
     # past its capacity (README, study 5): rule110 (P-complete; n automaton steps on rows of ca_width cells,

@@ -6,9 +6,17 @@ denoiser (`diffserial.studies.sudoku_decoding`).
     python sample.py --config configs/sudoku_decoding.py:paper --workdir runs/sudoku_paper     # accelerator
     python sample.py --config configs/sudoku_decoding.py --config.rounds='(1,2,3,4,8)' --config.n_puzzles=500
 
-The argument after ":" is the scale: "small" (default; 200 puzzles per bucket, r = 1, 2, 4, 16: about 5
-minutes on 2 shared CPU cores, most of it host-side puzzle generation and compilation) or "paper" (2000
-puzzles per bucket, 4 samples each, more rounds and tokens-per-step values). Every field can be overridden with
+The argument after ":" is the scale: "small" (default; 200 puzzles per bucket, r = 1, 2, 4, 16: about 6
+minutes on 2 shared CPU cores (README), most of it host-side puzzle generation and compilation) or "paper"
+(2000 puzzles per bucket, 4 samples each, more rounds and tokens-per-step values). This study needs no
+accelerator: the denoiser is constraint propagation, and the small scale shows the pattern.
+
+Expected device time of :paper: not measured (no accelerator run yet); an estimate from the work ratio.
+The device work is seeds x steps x rounds (a predictor call runs r rounds), summed over buckets, k, r and
+samplers: W = 153. Since the small run's 6 min are mostly generation and compilation, <= 153 x 6 min =
+~15 h at 2 CPU cores is an upper estimate; on an accelerator, time the small run there and multiply its
+sampling time (the `seconds` column) by 153. Generating the 6000 puzzles stays on the host: 3 to 10 min
+of one core (0.03 to 0.1 s a puzzle). Every field can be overridden with
 --config.FIELD=VALUE. There is no trained-model option: Sudoku is generated host-side and the training
 loop does not take it (see the study's docstring).
 """
@@ -22,7 +30,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     paper = is_paper_scale(scale)
     c = ml_collections.ConfigDict()
     c.study = "sudoku_decoding"
-    c.scale = scale  # recorded in config.json; choose it with the ":" argument, not by overriding this field
+    c.scale = "paper" if paper else "small"  # recorded in config.json; choose it with the ":" argument
     c.seed = 0
     c.buckets = ("easy", "medium", "hard")  # by givens: 54..80, 27..53, 17..26 (sudoku.BUCKETS)
     c.n_puzzles = 2000 if paper else 200  # per bucket (host-side generation, ~0.03-0.1 s a puzzle on one core)

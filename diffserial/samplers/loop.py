@@ -18,7 +18,8 @@ seeds) before the next block starts, so a step reads and writes only its own blo
 per-step slicing of the whole batch, and a block's state stays in cache). Seed i always sits at
 position i mod block_size of a block of the same shape, so its bits do not depend on n. `shard_map`
 gives each device of a 1-D mesh the same per-device program over its own blocks, and a single device
-is a 1-device mesh, so both compile the same way.
+is a 1-device mesh, so both compile the same way. The mesh may span several processes (its devices in
+process order, as `jax.devices()` lists them); the results are then gathered onto every process.
 
 Compilation: once per (dynamics, rule, shape, padded grid length, snapshot steps, block size, blocks
 held per device, mesh, callable structure). `fn` and `init_fn` are passed as pytrees: a
@@ -37,6 +38,7 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, PartitionSpec
 
 from diffserial.samplers.rule import Rule
@@ -184,14 +186,16 @@ def run_chain(
     `dynamics` is a forward process (continuous) or a masking schedule (masked), `fn` the score
     function or the predictor, `init_fn(key)` the starting sample of shape `shape`. Checks the grid,
     the counts and the shapes of init_fn and fn (fn(x, t) must have shape `fn_out_shape`) before
-    compiling; returns (final (n_seeds, *shape), snapshots (n_seeds, n_snap, *shape)).
+    compiling; returns (final (n_seeds, *shape), snapshots (n_seeds, n_snap, *shape)). On a mesh over the
+    devices of several processes (`sample.py --distributed`) each process computes its devices' seeds and
+    then receives every seed's result (`process_allgather`), so host-side metrics see the whole sample.
     """
     shape, fn_out_shape = tuple(int(v) for v in shape), tuple(int(v) for v in fn_out_shape)
     snapshot_steps = tuple(int(k) for k in snapshot_steps)
     fn, init_fn = _as_partial(fn), _as_partial(init_fn)
     _validate(ts, n_seeds, snapshot_steps, pad_to, block_size, t_end_min)
     _check_callables(_signature(fn), _signature(init_fn), _signature(key), shape, fn_out_shape)
-    mesh = mesh if mesh is not None else seed_mesh(jax.devices()[:1])
+    mesh = mesh if mesh is not None else seed_mesh(jax.local_devices()[:1])
     if len(mesh.axis_names) != 1:
         raise ValueError(f"mesh must be 1-D, got axes {mesh.axis_names}")
     ts = np.asarray(ts, np.float32)
@@ -200,6 +204,8 @@ def run_chain(
     n_blocks, held = _block_counts(int(n_seeds), int(block_size), mesh.size)
     outputs = _run(fn, init_fn, padded, np.int32(steps), np.int32(n_blocks), key, dynamics=dynamics, rule=rule,
                    snapshot_steps=snapshot_steps, block_size=int(block_size), held=held, mesh=mesh)
+    if not all(a.is_fully_addressable for a in jax.tree.leaves(outputs)):  # the mesh spans several processes
+        outputs = multihost_utils.process_allgather(outputs, tiled=True)
     return _unpad(outputs, n_seeds=int(n_seeds), n_devices=mesh.size, held=held, per_device=n_blocks,
                   block_size=int(block_size))
 

@@ -19,7 +19,8 @@ reduction order. The same run on 1 process x 4 devices or 2 processes x 2 device
 same parameters, a resumed run sees the same data, and no process needs another's data or a shared
 data loader.
 
-Start-up. `initialize` must run before anything touches a JAX device (including `jax.devices()`).
+Start-up. `initialize` must run before anything touches a JAX device (including `jax.devices()`);
+train.py and sample.py call it through `define_flags` (--distributed, --coordinator_address, ...).
 On CPU, cross-process collectives go through gloo over TCP (jax 0.10's default for
 `jax_cpu_collectives_implementation`; `initialize` re-selects it if it was switched off), which is what the local
 multi-process rehearsal on 127.0.0.1 uses; on TPU the same call with no arguments auto-detects the pod.
@@ -30,10 +31,12 @@ checkpoints are written collectively by every process.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+import sys
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
+from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 ENV_FLAG = "DIFFSERIAL_DISTRIBUTED"
@@ -95,6 +98,29 @@ def initialize(
         process_id=process_id,
         local_device_ids=local_device_ids,
     )
+
+
+def define_flags() -> Callable[[], bool]:
+    """Define a script's absl flags --distributed, --coordinator_address, --num_processes and --process_id,
+    and return `start()`: it calls `initialize` with their values when --distributed (or
+    DIFFSERIAL_DISTRIBUTED=1) asks for it and returns whether it did. Call `start()` first thing in main()."""
+    script = dict(module_name=sys.argv[0])  # listed with the script's own flags in --help
+    requested_flag = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() before anything else.",
+                                       **script)
+    coordinator = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (auto-detected on TPU, "
+                                      "Slurm).", **script)
+    num_processes = flags.DEFINE_integer("num_processes", None, "Number of processes (auto-detected on TPU, Slurm).",
+                                         **script)
+    process_id = flags.DEFINE_integer("process_id", None, "This process's index (auto-detected on TPU, Slurm).",
+                                      **script)
+
+    def start() -> bool:
+        if not requested(requested_flag.value):
+            return False
+        initialize(coordinator.value, num_processes.value, process_id.value)
+        return True
+
+    return start
 
 
 def process_rows(
@@ -173,4 +199,4 @@ def is_writer() -> bool:
     return jax.process_index() == 0
 
 
-__all__ = ["ENV_FLAG", "global_batch", "initialize", "is_writer", "process_rows", "requested"]
+__all__ = ["ENV_FLAG", "define_flags", "global_batch", "initialize", "is_writer", "process_rows", "requested"]

@@ -49,7 +49,7 @@ def sample_continuous_with_snapshots(
       key: PRNG key; seed i uses fold_in(key, i).
       init_fn: key -> x at ts[0]; defaults to the process prior N(0, prior_std^2 I) (`ProcessPrior`).
       snapshot_steps: step counts k in [1, T]; a copy of x is kept after k steps.
-      mesh: 1-D mesh; seeds are split over its axis (default: the first device alone).
+      mesh: 1-D mesh; seeds are split over its axis (default: this process's first device alone).
       block_size: seeds per vmapped block; seeds are padded to a multiple of block_size (times the
         mesh size). Small runs pay for a whole block: use a smaller block_size for them.
         Results are bitwise reproducible across n_seeds and meshes for a fixed block_size.
