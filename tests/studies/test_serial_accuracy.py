@@ -22,6 +22,7 @@ def _tiny(**overrides):
     c = serial_config.get_config()
     c.tasks = ("parity",)
     c.sizes.parity = (3,)
+    c.families = tuple(serial_accuracy.FAMILIES)  # every family (the small default has three)
     c.train_steps = 4
     c.continuous_train_steps = 4
     c.train.optimizer.warmup_steps = 1
