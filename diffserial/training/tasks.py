@@ -13,7 +13,7 @@ Data: example i of the global batch at step s is example(fold_in(fold_in(data_ke
 so each process generates just its own rows, and a resumed run sees the same batches.
 
 Tasks:
-    gmm_score       x ~ the d-dimensional mixture of `studies.gmm_convergence.make_mixture(d, n_components,
+    gmm_score       x ~ the d-dimensional mixture of `targets.gmm.make_mixture(d, n_components,
                     seed)`; ScoreMLP; denoising score matching (`losses.dsm_loss`) under config.process.
                     The sampler's score is `sampling_fn(params)`: s = -eps_theta / s_t for eps-models.
     masked_parity   x uniform over the 2^(n-1) even-parity strings of n bits (x_1..x_{n-1} fair coins,
@@ -105,11 +105,10 @@ def _build_model(cls: type[nn.Module], kwargs: dict, **fixed) -> nn.Module:
 
 
 def _gmm_score(config: ml_collections.ConfigDict) -> Task:
-    from diffserial.studies.gmm_convergence import make_mixture
     from diffserial.targets import gmm
 
     process = lookup(PROCESSES, "process", config.process)()
-    mixture = make_mixture(config.d, config.n_components, config.seed)
+    mixture = gmm.make_mixture(config.d, config.n_components, config.seed)
     model = _build_model(mlp.ScoreMLP, config.model.to_dict())
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
     loss_fn = dsm_batch_loss(apply_fn, process, per_example_noise=True,
