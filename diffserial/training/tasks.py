@@ -35,7 +35,7 @@ Tasks:
                     config.process (eps parameterisation, sigma^2 weighting, t ~ U(1e-3, 1): ||eps_theta - z||^2)
                     with `ContinuousAnswerTransformer` (config.model: name "transformer", the fixed-depth
                     network, and its width, depth, heads, mlp_ratio) conditioned on the prompt. Example i's
-                    (t, z) are `losses.dsm_noise` from fold_in(key, index[i]) (`dsm_batch_loss` with
+                    (t, z) are `losses.dsm_noise` from fold_in(key, index[i]) (`losses.dsm_batch_loss` with
                     per_example_noise). `sampling_fn(params)` is a `ContinuousAnswer` (the conditional score
                     -eps_theta / s_t, the process, the codebook, the layout, the grid's end time).
 """
@@ -61,7 +61,7 @@ from diffserial.processes.masked import make_schedule
 from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
 from diffserial.serial_tasks import Example, SerialTask
-from diffserial.training.step import LossFn, dsm_batch_loss
+from diffserial.training.step import LossFn
 
 Array = jax.Array
 MASKED_MODELS = {"transformer": MaskedTransformer, "looped": LoopedTransformer, "recurrent": RecurrentPredictor}
@@ -111,8 +111,8 @@ def _gmm_score(config: ml_collections.ConfigDict) -> Task:
     mixture = gmm.make_mixture(config.d, config.n_components, config.seed)
     model = _build_model(mlp.ScoreMLP, config.model.to_dict())
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
-    loss_fn = dsm_batch_loss(apply_fn, process, per_example_noise=True,
-                             parameterization=config.parameterization, weighting=config.weighting)
+    loss_fn = losses.dsm_batch_loss(apply_fn, process, per_example_noise=True,
+                                    parameterization=config.parameterization, weighting=config.weighting)
 
     def sampling_fn(params):
         fn = mlp.score_fn_from(model, params)
@@ -296,7 +296,7 @@ def _serial_continuous(config: ml_collections.ConfigDict) -> Task:
     def loss_fn(params, batch, key):
         prompt, answer = layout.split(batch["x"])
         apply_fn = lambda p, y, t: model.apply({"params": p}, prompt, y, t)
-        dsm = dsm_batch_loss(apply_fn, process, per_example_noise=True, t_min=CONTINUOUS_T_MIN)
+        dsm = losses.dsm_batch_loss(apply_fn, process, per_example_noise=True, t_min=CONTINUOUS_T_MIN)
         return dsm(params, {"x": code.encode(answer), "index": batch["index"]}, key)
 
     def sampling_fn(params):
