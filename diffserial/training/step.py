@@ -56,7 +56,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from diffserial.training.optimizer import _check_decay, ema_decay_at, ema_update
+from diffserial.training.optimizer import check_decay, ema_decay_at, ema_update
 
 Array = jax.Array
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict]]
@@ -183,7 +183,7 @@ def _batch_size(batch: Any, n_devices: int) -> int:
 
 
 def _partial_step(loss_fn, optimizer, ema_decay, noise, schedule):
-    _check_decay("ema_decay", ema_decay)
+    check_decay("ema_decay", ema_decay)
     if noise not in NOISE_MODES:
         raise ValueError(f"unknown noise mode {noise!r}; valid: {', '.join(NOISE_MODES)}")
     return functools.partial(
