@@ -55,6 +55,7 @@ import numpy as np
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.processes.masked import MaskingSchedule, corrupt, nelbo_weight
+from diffserial.validation import check_int, check_positive_int
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array, Array], Array]
@@ -250,8 +251,7 @@ def masked_nelbo(
     NELBO in nats per scored token (MDLM's reported normalisation).
     """
     t_min = _check_t_min(t_min)
-    if isinstance(mask_id, bool) or not isinstance(mask_id, (int, np.integer)) or mask_id < 1:
-        raise ValueError(f"mask_id must be an integer >= 1 (the vocabulary size V); got {mask_id!r}")
+    check_positive_int("mask_id", mask_id, note=" (the vocabulary size V)")
     x0 = jnp.asarray(x0_batch)
     if x0.ndim != 2 or not jnp.issubdtype(x0.dtype, jnp.integer):
         raise ValueError(f"x0_batch must be an integer array of shape (B, L); got {x0.dtype} {x0.shape}")
@@ -274,8 +274,7 @@ def masked_nelbo(
     if index.shape != (batch,) or not jnp.issubdtype(index.dtype, jnp.integer):
         raise ValueError(f"index must be an integer array of shape ({batch},); got {index.dtype} {index.shape}")
     global_batch = batch if global_batch is None else global_batch
-    if isinstance(global_batch, bool) or not isinstance(global_batch, (int, np.integer)) or global_batch < batch:
-        raise ValueError(f"global_batch must be an integer >= the local batch {batch}; got {global_batch!r}")
+    check_int("global_batch", global_batch, batch, note=f" (the local batch {batch})")
 
     key_t, key_m = jax.random.split(key)
     if antithetic:

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from diffserial.models.transformer import LN_EPS, EncoderBlock, check_tokens, embed_tokens
 from diffserial.pytrees import StaticModule, static_dataclass
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 
@@ -50,9 +51,7 @@ class BinaryCode:
     vocab_size: int
 
     def __post_init__(self):
-        v = self.vocab_size
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"vocab_size must be an int >= 1; got {v!r}")
+        check_positive_int("vocab_size", self.vocab_size)
 
     @property
     def dim(self) -> int:

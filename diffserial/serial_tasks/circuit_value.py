@@ -33,7 +33,8 @@ import jax.numpy as jnp
 
 from diffserial.circuits import GATE_NAMES, LayeredCircuit, layer_values
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, check_int, random_words, top_bit
+from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, random_words, top_bit
+from diffserial.validation import check_int
 
 Array = jax.Array
 
