@@ -79,10 +79,11 @@ def check_open_unit(name: str, value) -> float:
 
 
 def check_variance_preserving(rule, process, rule_name: str | None = None, process_name: str | None = None) -> None:
-    """ValueError if `rule` declares requires_variance_preserving (its update assumes m(t)^2 + s(t)^2 = 1,
-    e.g. DDPM / DDIM) and `process` is not variance-preserving: "sampler {rule_name} needs a
-    variance-preserving process (m^2 + s^2 = 1), got {process_name}" (the class names by default)."""
-    if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
+    """ValueError if `rule.requires_variance_preserving` (the rule declares that its update assumes
+    m(t)^2 + s(t)^2 = 1, e.g. ancestral / Li-Yan) and `process.variance_preserving` is False: "sampler
+    {rule_name} needs a variance-preserving process (m^2 + s^2 = 1), got {process_name}" (the class names
+    by default). The capability is read, never probed: every continuous rule declares it."""
+    if rule.requires_variance_preserving and not process.variance_preserving:
         rule_name = type(rule).__name__ if rule_name is None else rule_name
         process_name = type(process).__name__ if process_name is None else process_name
         raise ValueError(f"sampler {rule_name} needs a variance-preserving process (m^2 + s^2 = 1), "

@@ -40,8 +40,11 @@ def test_check_variance_preserving():
     class NeedsVP:
         requires_variance_preserving = True
 
+    class NoRequirement:
+        requires_variance_preserving = False
+
     v.check_variance_preserving(NeedsVP(), VPLinear())
-    v.check_variance_preserving(object(), VEGeometric())  # no requirement declared
+    v.check_variance_preserving(NoRequirement(), VEGeometric())  # no requirement declared
     with pytest.raises(ValueError, match="sampler NeedsVP needs a variance-preserving process .* got VEGeometric"):
         v.check_variance_preserving(NeedsVP(), VEGeometric())
     with pytest.raises(ValueError, match="sampler ddim needs a variance-preserving process .* got ve_geometric"):
