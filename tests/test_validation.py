@@ -49,3 +49,15 @@ def test_check_variance_preserving():
         v.check_variance_preserving(NeedsVP(), VEGeometric())
     with pytest.raises(ValueError, match="sampler ddim needs a variance-preserving process .* got ve_geometric"):
         v.check_variance_preserving(NeedsVP(), VEGeometric(), "ddim", "ve_geometric")
+
+
+def test_check_real_interval_ends():
+    assert v.check_real("eta", 1, 0.0, 1.0) == 1.0 and type(v.check_real("eta", np.float32(0.5), 0.0, 1.0)) is float
+    assert v.check_real("A", 1e9, 0.0) == 1e9
+    with pytest.raises(ValueError, match=r"t_on must be a number in \(0.0, 1.0\]; got 0.0"):
+        v.check_real("t_on", 0.0, 0.0, 1.0, low_open=True)
+    with pytest.raises(ValueError, match=r"A must be a number in \[0.0, inf\); got -1"):
+        v.check_real("A", -1, 0.0)
+    for bad in (True, float("inf"), float("nan"), "0.5", None):
+        with pytest.raises(ValueError, match=r"eta must be a number in \[0.0, 1.0\]"):
+            v.check_real("eta", bad, 0.0, 1.0)

@@ -28,9 +28,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from diffserial.samplers.checks import check_real
 from diffserial.samplers.masked.gumbel import random_words, uniform_from_words
 from diffserial.samplers.masked.state import MaskedRule, draw_tokens, predict_logp
+from diffserial.validation import check_real
 
 Array = jax.Array
 

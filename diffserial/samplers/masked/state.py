@@ -28,8 +28,8 @@ from typing import Callable, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffserial.samplers.checks import check_positive_int
 from diffserial.samplers.masked.gumbel import gumbel_from_words
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 Predictor = Callable[[Array, Array], Array]
