@@ -17,7 +17,8 @@ given, never masked, never revised. Rules need the MASK id, held in their `mask_
 `sample_masked` binds it (`rule.bind(V)`). Notation for one step t -> s < t: a_t = alpha_t,
 m_t = 1 - a_t (the schedule's `mask_prob`, no cancellation), x_theta = the predictor's marginals at
 (x_t, t), one draw per position from x_theta is the "candidate token". The last step (s = 0) leaves no
-position masked, for every rule.
+position masked, for every rule but `ReMDMLoop(convention="reference")` on a grid whose last step starts
+inside its loop.
 """
 
 from __future__ import annotations
