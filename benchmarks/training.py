@@ -45,14 +45,14 @@ from jax.flatten_util import ravel_pytree
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from benchmarks.timing import Row, median_times, parse_cli, print_table
-from diffserial.losses import masked_nelbo
+from diffserial.losses import dsm_batch_loss, masked_nelbo
 from diffserial.models.mlp import ScoreMLP
 from diffserial.models.transformer import MaskedTransformer
 from diffserial.processes.gaussian import VPLinear
 from diffserial.processes.masked import Linear
 from diffserial.training import checkpoint
 from diffserial.training.optimizer import OptimizerConfig, ema_update, make_optimizer, make_schedule
-from diffserial.training.step import (TrainState, dsm_batch_loss, make_shard_map_step, raise_if_nonfinite,
+from diffserial.training.step import (TrainState, make_shard_map_step, raise_if_nonfinite,
                                       train_step)
 
 OPT_CONFIG = OptimizerConfig()

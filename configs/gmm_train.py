@@ -11,7 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.task = "gmm_score"
     c.seed = 0
     c.d = 2
-    c.n_components = 3  # the mixture of diffserial.studies.gmm_convergence.make_mixture(d, n, seed)
+    c.n_components = 3  # the mixture of diffserial.targets.gmm.make_mixture(d, n, seed)
     c.process = "vp_linear"
     c.parameterization = "eps"  # eps | score
     c.weighting = "sigma2"  # sigma2 | likelihood | uniform

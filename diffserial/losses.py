@@ -55,6 +55,7 @@ import numpy as np
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.processes.masked import MaskingSchedule, corrupt, nelbo_weight
+from diffserial.validation import check_int, check_positive_int
 
 Array = jax.Array
 ApplyFn = Callable[[Any, Array, Array], Array]
@@ -188,6 +189,31 @@ def dsm_loss(
 # --------------------------------------------------------------------------------------------------
 # Masked diffusion: continuous-time NELBO
 # --------------------------------------------------------------------------------------------------
+def dsm_batch_loss(apply_fn, process, *, per_example_noise: bool = False, parameterization: str = "eps",
+                   weighting: str = "sigma2", t_min: float = 1e-3) -> Callable[[Any, dict, Array], tuple[Array, dict]]:
+    """`dsm_loss` as a training-step loss (`training.step.train_step`'s loss_fn) `(params, batch, key) -> (loss, aux)`, batch = {"x": (B, ...),
+    optionally "index": (B,) global example indices}.
+
+    per_example_noise=False: dsm_loss(apply_fn, params, process, batch["x"], key, ...).
+    per_example_noise=True (use with train_step's noise="example"): example i's (t_i, z_i) are
+    `dsm_noise` drawn for the single example with key fold_in(key, batch["index"][i]) (the draw
+    dsm_loss would make for a batch of one), then the network runs once on the whole batch
+    (`dsm_objective`); the loss is the mean of the per-example losses, so it depends on the
+    batch split only through float reduction order.
+    """
+    kwargs = dict(parameterization=parameterization, weighting=weighting)
+    if not per_example_noise:
+        return lambda params, batch, key: dsm_loss(apply_fn, params, process, batch["x"], key, t_min=t_min, **kwargs)
+
+    def loss_fn(params, batch, key):
+        x0, t_min_ = check_dsm_args(process, batch["x"], parameterization, weighting, t_min)
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch["index"])
+        t, z = jax.vmap(lambda k: dsm_noise(k, (1,) + x0.shape[1:], t_min_, x0.dtype))(keys)
+        return dsm_objective(apply_fn, params, process, x0, t[:, 0], z[:, 0], **kwargs)
+
+    return loss_fn
+
+
 def antithetic_times(key: Array, index: Array, global_batch: int, t_min: float) -> Array:
     """t_i = t_min + (1 - t_min) ((u + index_i / global_batch) mod 1), u ~ U[0, 1) from `key`: over the
     global batch index = 0..global_batch-1, exactly one time falls in each stratum."""
@@ -225,8 +251,7 @@ def masked_nelbo(
     NELBO in nats per scored token (MDLM's reported normalisation).
     """
     t_min = _check_t_min(t_min)
-    if isinstance(mask_id, bool) or not isinstance(mask_id, (int, np.integer)) or mask_id < 1:
-        raise ValueError(f"mask_id must be an integer >= 1 (the vocabulary size V); got {mask_id!r}")
+    check_positive_int("mask_id", mask_id, note=" (the vocabulary size V)")
     x0 = jnp.asarray(x0_batch)
     if x0.ndim != 2 or not jnp.issubdtype(x0.dtype, jnp.integer):
         raise ValueError(f"x0_batch must be an integer array of shape (B, L); got {x0.dtype} {x0.shape}")
@@ -249,8 +274,7 @@ def masked_nelbo(
     if index.shape != (batch,) or not jnp.issubdtype(index.dtype, jnp.integer):
         raise ValueError(f"index must be an integer array of shape ({batch},); got {index.dtype} {index.shape}")
     global_batch = batch if global_batch is None else global_batch
-    if isinstance(global_batch, bool) or not isinstance(global_batch, (int, np.integer)) or global_batch < batch:
-        raise ValueError(f"global_batch must be an integer >= the local batch {batch}; got {global_batch!r}")
+    check_int("global_batch", global_batch, batch, note=f" (the local batch {batch})")
 
     key_t, key_m = jax.random.split(key)
     if antithetic:
@@ -305,6 +329,7 @@ __all__ = ["masked_supervised_loss",
     "WEIGHTINGS",
     "antithetic_times",
     "check_dsm_args",
+    "dsm_batch_loss",
     "dsm_loss",
     "dsm_noise",
     "dsm_objective",

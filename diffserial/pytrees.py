@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 
@@ -16,3 +17,12 @@ def static_dataclass(cls):
     cls = dataclasses.dataclass(frozen=True)(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     return jax.tree_util.register_dataclass(cls, data_fields=[], meta_fields=fields)
+
+
+@static_dataclass
+class StaticModule:
+    """A pytree with no leaves holding a (hashable) flax module as static structure: the module is
+    compared by its configuration, so `jax.tree_util.Partial(apply, StaticModule(model), params)` compiles
+    once per architecture and traces only `params`."""
+
+    module: Any

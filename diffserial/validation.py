@@ -4,6 +4,7 @@ and what was expected, in one wording:
     "{name} must be an int >= {minimum}; got {value!r}"      (check_int, check_positive_int)
     "{name} must be an int in {minimum}..{maximum}; got ..."  (check_int with a maximum)
     "{name} must be one of (...); got {value!r}"              (check_choice)
+    "{name} must be a number in [low, high]; got {value!r}"   (check_real, check_open_unit)
 
 Integers are Python or numpy integers, never bools. This module imports nothing from diffserial.
 """
@@ -15,7 +16,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_ints", "check_open_unit", "check_positive_int",
+__all__ = ["check_choice", "check_int", "check_ints", "check_open_unit", "check_positive_int", "check_real",
            "check_variance_preserving", "is_int", "is_real"]
 
 
@@ -71,18 +72,30 @@ def check_choice(name: str, value, options):
     return value
 
 
-def check_open_unit(name: str, value) -> float:
-    """float(value) if it is a real number in the open interval (0, 1); otherwise ValueError."""
-    if not is_real(value) or not math.isfinite(value) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be a number in (0, 1); got {value!r}")
+def check_real(name: str, value, low: float, high: float | None = None, low_open: bool = False,
+               high_open: bool = False) -> float:
+    """float(value) if it is a finite real number (not a bool) in [low, high] (an end open with
+    low_open / high_open; no upper end when high is None); otherwise ValueError "{name} must be a number
+    in {interval}; got {value!r}"."""
+    ok = is_real(value) and math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        upper = "inf)" if high is None else f"{high}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a number in {'(' if low_open else '['}{low}, {upper}; got {value!r}")
     return float(value)
 
 
+def check_open_unit(name: str, value) -> float:
+    """`check_real(name, value, 0, 1)` with both ends open: a number in (0, 1)."""
+    return check_real(name, value, 0, 1, low_open=True, high_open=True)
+
+
 def check_variance_preserving(rule, process, rule_name: str | None = None, process_name: str | None = None) -> None:
-    """ValueError if `rule` declares requires_variance_preserving (its update assumes m(t)^2 + s(t)^2 = 1,
-    e.g. DDPM / DDIM) and `process` is not variance-preserving: "sampler {rule_name} needs a
-    variance-preserving process (m^2 + s^2 = 1), got {process_name}" (the class names by default)."""
-    if getattr(rule, "requires_variance_preserving", False) and not process.variance_preserving:
+    """ValueError if `rule.requires_variance_preserving` (the rule declares that its update assumes
+    m(t)^2 + s(t)^2 = 1, e.g. ancestral / Li-Yan) and `process.variance_preserving` is False: "sampler
+    {rule_name} needs a variance-preserving process (m^2 + s^2 = 1), got {process_name}" (the class names
+    by default). The capability is read, never probed: every continuous rule declares it."""
+    if rule.requires_variance_preserving and not process.variance_preserving:
         rule_name = type(rule).__name__ if rule_name is None else rule_name
         process_name = type(process).__name__ if process_name is None else process_name
         raise ValueError(f"sampler {rule_name} needs a variance-preserving process (m^2 + s^2 = 1), "

@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffserial.losses import antithetic_times, dsm_loss, eps_to_score, masked_nelbo, score_fn_from_eps
+from diffserial.losses import antithetic_times, dsm_batch_loss, dsm_loss, eps_to_score, masked_nelbo, score_fn_from_eps
+from diffserial.models.mlp import ScoreMLP
 from diffserial.processes.gaussian import VEGeometric, VPLinear
 from diffserial.processes.masked import Cosine, Linear
 
@@ -123,6 +124,26 @@ def test_dsm_perfect_eps_model_has_zero_loss():
     for w in ("sigma2", "likelihood", "uniform"):
         loss, _ = dsm_loss(perfect, jnp.float32(1.0), proc, jnp.zeros((B, D)), jax.random.PRNGKey(0), weighting=w)
         assert float(loss) < 1e-6
+
+
+def test_dsm_batch_loss_per_example_noise_is_each_example_own_draw():
+    """The batched per-example loss == the mean of dsm_loss on each example alone with key
+    fold_in(key, index[i]), and its per-example losses do not depend on the batch's other rows."""
+    model = ScoreMLP(hidden=16, n_blocks=1, embed_dim=8)
+    apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros((1,)))["params"]
+    n = 32
+    batch = {"x": 0.5 + 2.0 * jax.random.normal(jax.random.PRNGKey(1), (n, 2)), "index": jnp.arange(n, dtype=jnp.int32)}
+    loss_fn = dsm_batch_loss(apply_fn, VPLinear(), per_example_noise=True)
+    key = jax.random.PRNGKey(7)
+    loss, aux = loss_fn(params, batch, key)
+    singles = [float(dsm_loss(apply_fn, params, VPLinear(), batch["x"][i:i + 1],
+                              jax.random.fold_in(key, int(batch["index"][i])))[0]) for i in range(n)]
+    np.testing.assert_allclose(aux["per_example"], singles, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(loss, np.mean(singles), rtol=1e-5)
+    half = jax.tree.map(lambda x: x[n // 2:], batch)
+    np.testing.assert_allclose(loss_fn(params, half, key)[1]["per_example"], aux["per_example"][n // 2:],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_eps_to_score_and_partial():

@@ -49,17 +49,12 @@ from diffserial.constructions.common import (
     uniform_logits,
 )
 from diffserial.pytrees import static_dataclass
+from diffserial.validation import check_int
 
 Array = jax.Array
 
 REVISION_ROUNDS = 2
 REMASK_ROUNDS = 3
-
-
-def _check_n(n, minimum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < minimum:
-        raise ValueError(f"n must be an int >= {minimum}; got {n!r}")
-    return n
 
 
 def _round_counter() -> Array:
@@ -95,7 +90,7 @@ class ParityRevisionRule:
 
 def parity_revision(n: int) -> Construction:
     """Thm 4.1 construction: exactly D_n (uniform even-parity strings of n >= 1 bits) in 2 rounds."""
-    n = _check_n(n, 1)
+    n = check_int("n", n, 1)
     return Construction(predictor=jax.tree_util.Partial(revision_predictor), rule=ParityRevisionRule(),
                         n_rounds=REVISION_ROUNDS, seq_len=n)
 
@@ -176,6 +171,6 @@ def parity_remask(n: int) -> Construction:
     """Thm 4.2 construction: exactly D_n (uniform even-parity strings of n >= 2 bits) in 3 rounds.
 
     n = 1 is rejected: blocks need a partner (and D_1 is the point mass on 0)."""
-    n = _check_n(n, 2)
+    n = check_int("n", n, 2)
     return Construction(predictor=jax.tree_util.Partial(remask_predictor), rule=ParityRemaskRule(),
                         n_rounds=REMASK_ROUNDS, seq_len=n)

@@ -47,6 +47,7 @@ import numpy as np
 
 from diffserial.constructions.common import NEG_LOGIT
 from diffserial.pytrees import static_dataclass
+from diffserial.validation import check_int
 
 Array = jax.Array
 
@@ -118,11 +119,6 @@ def candidate_logits(cand: Array) -> Array:
     return jnp.where(cand | empty, 0.0, NEG_LOGIT).astype(jnp.float32)
 
 
-def _check_rounds(rounds) -> None:
-    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or not 1 <= rounds <= N_CELLS:
-        raise ValueError(f"rounds must be an int in 1..{N_CELLS} (rounds of propagation); got {rounds!r}")
-
-
 @static_dataclass
 class SudokuPropagation:
     """The masked-sampler predictor (x (81,) int32 tokens, t) -> logits (81, 9): the uniform law on each cell's
@@ -134,7 +130,7 @@ class SudokuPropagation:
     hidden_singles: bool = True
 
     def __post_init__(self):
-        _check_rounds(self.rounds)
+        check_int("rounds", self.rounds, 1, N_CELLS, note=" (rounds of propagation)")
         if not isinstance(self.hidden_singles, bool):
             raise ValueError(f"hidden_singles must be a bool; got {self.hidden_singles!r}")
 

@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from diffserial.metrics.intervals import bootstrap_basic
+from diffserial.validation import check_positive_int
 
 _PMF_ATOL = 1e-9
 # Multinomial draws are generated in blocks of at most this many int64 entries (32 MiB).
@@ -75,7 +76,7 @@ def histogram(cells, n_cells: int) -> Histogram:
 
     Indices outside [0, n_cells) are not dropped: they are counted in `n_invalid`.
     """
-    n_cells = _positive_int("n_cells", n_cells)
+    n_cells = check_positive_int("n_cells", n_cells)
     cells = np.asarray(cells).ravel()
     if not np.issubdtype(cells.dtype, np.integer):
         raise ValueError(f"cells must have an integer dtype, got {cells.dtype}")
@@ -117,8 +118,8 @@ def tv_floor(pmf, n: int, seed: int | np.random.SeedSequence = 0, reps: int = 20
     Cost O(reps * K) via numpy's multinomial; cells with p_k = 0 are skipped (never drawn).
     """
     pmf = _check_pmf(pmf, None)
-    n = _positive_int("n", n)
-    reps = _positive_int("reps", reps)
+    n = check_positive_int("n", n)
+    reps = check_positive_int("reps", reps)
     target = pmf[pmf > 0]
     tvs = _multinomial_tvs(np.random.default_rng(seed), n, target, target, 0.0, reps)
     return Floor(
@@ -151,7 +152,7 @@ def bootstrap_ci(
     so the cost is O(K + reps * min(K, N)). Trust it when most cells hold many samples.
     """
     pmf = _check_pmf(pmf, hist.counts.size)
-    reps = _positive_int("reps", reps)
+    reps = check_positive_int("reps", reps)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     n = _sample_count(hist)
@@ -224,13 +225,6 @@ def _check_pmf(pmf, n_cells: int | None) -> np.ndarray:
     if abs(total - 1.0) > _PMF_ATOL:
         raise ValueError(f"pmf must sum to 1 within {_PMF_ATOL:g}, got sum {total!r}")
     return pmf
-
-
-def _positive_int(name: str, value) -> int:
-    """`value` as an int, required integral and >= 1."""
-    if isinstance(value, (bool, np.bool_)) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def _sample_count(hist: Histogram) -> int:

@@ -36,9 +36,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffserial.models.mlp import _Static
-from diffserial.models.transformer import _LN_EPS, EncoderBlock, check_tokens, embed_tokens
-from diffserial.pytrees import static_dataclass
+from diffserial.models.transformer import LN_EPS, EncoderBlock, check_tokens, embed_tokens
+from diffserial.pytrees import StaticModule, static_dataclass
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 
@@ -51,9 +51,7 @@ class BinaryCode:
     vocab_size: int
 
     def __post_init__(self):
-        v = self.vocab_size
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"vocab_size must be an int >= 1; got {v!r}")
+        check_positive_int("vocab_size", self.vocab_size)
 
     @property
     def dim(self) -> int:
@@ -127,11 +125,11 @@ class ContinuousAnswerTransformer(nn.Module):
         h = jnp.concatenate([h[..., :self.prompt_len, :], answer], axis=-2)
         for _ in range(self.depth):
             h = EncoderBlock(self.heads, self.mlp_ratio, self.rotary)(h)
-        out = nn.LayerNorm(epsilon=_LN_EPS)(h[..., self.prompt_len:, :])
+        out = nn.LayerNorm(epsilon=LN_EPS)(h[..., self.prompt_len:, :])
         return nn.Dense(self.code_dim, name="eps")(out)
 
 
-def _apply(static: _Static, params: Any, prompt: Array, y: Array, t: Array) -> Array:
+def _apply(static: StaticModule, params: Any, prompt: Array, y: Array, t: Array) -> Array:
     return static.module.apply({"params": params}, prompt, y, t)
 
 
@@ -139,7 +137,7 @@ def eps_fn_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     """(prompt (Lp,), y (La, m), t) -> eps_theta (La, m) for ONE prompt, as a `Partial` whose leaves are
     `params` (the module is static structure), like `mlp.score_fn_from`: the conditional samplers
     (`samplers.continuous.conditional`) compile once per architecture and reuse the program for new weights."""
-    return jax.tree_util.Partial(_apply, _Static(model), params)
+    return jax.tree_util.Partial(_apply, StaticModule(model), params)
 
 
 __all__ = ["BinaryCode", "ContinuousAnswerTransformer", "eps_fn_from"]

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.models.transformer import EncoderBlock, check_tokens, embed_tokens, token_logits
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 
@@ -70,8 +71,7 @@ class LoopedTransformer(nn.Module):
     @nn.compact
     def __call__(self, x: Array, t: Array | None = None) -> Array:
         x = jnp.asarray(x)
-        if isinstance(self.loops, bool) or not isinstance(self.loops, int) or self.loops < 1:
-            raise ValueError(f"loops must be an integer >= 1, got {self.loops!r}")
+        check_positive_int("loops", self.loops)
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be a multiple of heads {self.heads}")
         check_tokens(self, x, self.max_len)

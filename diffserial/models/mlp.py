@@ -19,14 +19,14 @@ hands it to the sampler as is.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from diffserial.pytrees import StaticModule
 
 Array = jax.Array
 
@@ -79,15 +79,7 @@ class ScoreMLP(nn.Module):
         return nn.Dense(x.shape[-1])(h)
 
 
-@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["module"])
-@dataclasses.dataclass(frozen=True)
-class _Static:
-    """A pytree with no leaves holding a (hashable) flax module as static structure."""
-
-    module: nn.Module
-
-
-def _apply(static: _Static, params: Any, x: Array, t: Array) -> Array:
+def _apply(static: StaticModule, params: Any, x: Array, t: Array) -> Array:
     return static.module.apply({"params": params}, x, t)
 
 
@@ -97,4 +89,4 @@ def score_fn_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     The module is static structure (compared by its configuration) and the parameters are traced, so
     the sampling driver compiles once per architecture and reuses the program for new weights.
     """
-    return jax.tree_util.Partial(_apply, _Static(model), params)
+    return jax.tree_util.Partial(_apply, StaticModule(model), params)

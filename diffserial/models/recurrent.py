@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.models.transformer import check_tokens, embed_tokens
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 TOKEN_STD = 1.0
@@ -68,8 +69,7 @@ class RecurrentPredictor(nn.Module):
     @nn.compact
     def __call__(self, x: Array, t: Array | None = None) -> Array:
         x = jnp.asarray(x)
-        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
-            raise ValueError(f"layers must be an integer >= 1, got {self.layers!r}")
+        check_positive_int("layers", self.layers)
         check_tokens(self, x, None)
         u = embed_tokens(self, x, t, None, token_std=TOKEN_STD)
         for layer in range(self.layers):

@@ -40,11 +40,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from diffserial.models.mlp import _Static, sinusoidal_embedding
+from diffserial.models.mlp import sinusoidal_embedding
+from diffserial.pytrees import StaticModule
 
 Array = jax.Array
 
-_LN_EPS = 1e-6
+LN_EPS = 1e-6  # LayerNorm epsilon of every transformer-family model (continuous_answer too)
 
 
 def rotary(u: Array, base: float = 10_000.0) -> Array:
@@ -92,8 +93,8 @@ class EncoderBlock(nn.Module):
     @nn.compact
     def __call__(self, h: Array) -> Array:
         width = h.shape[-1]
-        h = h + SelfAttention(self.heads, self.rotary)(nn.LayerNorm(epsilon=_LN_EPS)(h))
-        u = nn.Dense(self.mlp_ratio * width)(nn.LayerNorm(epsilon=_LN_EPS)(h))
+        h = h + SelfAttention(self.heads, self.rotary)(nn.LayerNorm(epsilon=LN_EPS)(h))
+        u = nn.Dense(self.mlp_ratio * width)(nn.LayerNorm(epsilon=LN_EPS)(h))
         return h + nn.Dense(width)(nn.gelu(u))
 
 
@@ -136,7 +137,7 @@ def embed_tokens(module: nn.Module, x: Array, t: Array | None, max_len: int | No
 
 def token_logits(module: nn.Module, h: Array) -> Array:
     """Dense_V(LN(h)): the output head (parameters LayerNorm_0 and logits belong to `module`)."""
-    return nn.Dense(module.vocab_size, name="logits")(nn.LayerNorm(epsilon=_LN_EPS)(h))
+    return nn.Dense(module.vocab_size, name="logits")(nn.LayerNorm(epsilon=LN_EPS)(h))
 
 
 class MaskedTransformer(nn.Module):
@@ -179,7 +180,7 @@ class MaskedTransformer(nn.Module):
         return token_logits(self, h)
 
 
-def _apply(static: _Static, params: Any, x: Array, t: Array) -> Array:
+def _apply(static: StaticModule, params: Any, x: Array, t: Array) -> Array:
     return static.module.apply({"params": params}, x, t)
 
 
@@ -191,7 +192,7 @@ def predictor_from(model: nn.Module, params: Any) -> jax.tree_util.Partial:
     configuration) and the parameters are traced, so the sampling driver compiles once per architecture
     and reuses the program for new weights (as `mlp.score_fn_from`).
     """
-    return jax.tree_util.Partial(_apply, _Static(model), params)
+    return jax.tree_util.Partial(_apply, StaticModule(model), params)
 
 
 __all__ = ["EncoderBlock", "MaskedTransformer", "SelfAttention", "check_tokens", "embed_tokens", "predictor_from", "rotary",

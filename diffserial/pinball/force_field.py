@@ -101,7 +101,7 @@ import numpy as np
 
 from diffserial.pinball.counter_machine import CounterMachine, tape, transition_table, zero_patterns
 from diffserial.pytrees import static_dataclass
-from diffserial.samplers import constant, run_chain
+from diffserial.samplers import ContinuousRule, constant, run_chain
 
 Array = jax.Array
 GATE_OPEN, GATE_SHUT = 0.25, 0.4  # cells from the centre line where a leg's drive is fully on / off
@@ -320,14 +320,10 @@ class PinballSDE:
 
 
 @dataclasses.dataclass(frozen=True)
-class ForwardEulerMaruyama:
+class ForwardEulerMaruyama(ContinuousRule):
     """x <- x + (x/2 + f(x)) h + noise sqrt(h) z, z ~ N(0, I); h from the `PinballSDE` passed as the
-    driver's dynamics (the driver's grid times t, s only index the steps)."""
-
-    nfe_per_step: int = 1
-
-    def init_state(self, x):
-        return ()
+    driver's dynamics (the driver's grid times t, s only index the steps). One force evaluation a step
+    and no carry (`ContinuousRule`'s declarations)."""
 
     def step(self, sde: PinballSDE, force_fn, x, state, t, s, key):
         z = jax.random.normal(key, x.shape, x.dtype)
@@ -346,8 +342,8 @@ def simulate(compiled: Compiled, n_steps: int, *, key: Array, n_seeds: int, sde:
     init = constant(compiled.start())
     d = compiled.field.dim
     return run_chain(fn, sde, ForwardEulerMaruyama(), ts, key=key, n_seeds=n_seeds, init_fn=init,
-                            shape=(d,), fn_out_shape=(d,), snapshot_steps=snapshot_steps, mesh=mesh,
-                            block_size=block_size, pad_to=pad_to)
+                     shape=(d,), fn_out_shape=(d,), snapshot_steps=snapshot_steps, mesh=mesh,
+                     block_size=block_size, pad_to=pad_to)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 
 from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 
@@ -211,8 +212,7 @@ def _check_schedule(schedule) -> None:
 
 def mask_id_for(vocab_size: int) -> int:
     """The MASK token id for a vocabulary {0, ..., vocab_size - 1}: vocab_size (one past the vocabulary)."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer)) or vocab_size < 1:
-        raise ValueError(f"vocab_size must be an integer >= 1; got {vocab_size!r}")
+    check_positive_int("vocab_size", vocab_size)
     return int(vocab_size)
 
 
@@ -268,8 +268,7 @@ def corrupt(key: Array, x0: Array, t, schedule: MaskingSchedule, mask_id: int, p
     _check_times("t", t)
     if jnp.ndim(t) != 0:
         raise ValueError(f"t must be a scalar (vmap corrupt for per-sequence times); got shape {jnp.shape(t)}")
-    if isinstance(mask_id, bool) or not isinstance(mask_id, (int, np.integer)) or mask_id < 1:
-        raise ValueError(f"mask_id must be an integer >= 1 (the vocabulary size V); got {mask_id!r}")
+    check_positive_int("mask_id", mask_id, note=" (the vocabulary size V)")
     x0 = jnp.asarray(x0)
     if not jnp.issubdtype(x0.dtype, jnp.integer):
         raise ValueError(f"x0 must be an integer array of token ids; got dtype {x0.dtype}")

@@ -26,7 +26,7 @@ import numpy as np
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.pytrees import static_dataclass
-from diffserial.samplers.checks import check_positive_int
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 Partial = jax.tree_util.Partial

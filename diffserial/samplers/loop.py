@@ -42,6 +42,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, PartitionSpec
 
 from diffserial.samplers.rule import Rule
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 DEFAULT_BLOCK_SIZE = 1024
@@ -154,9 +155,8 @@ def _validate(ts, n_seeds, snapshot_steps, pad_to, block_size, t_end_min) -> Non
     steps = ts.shape[0] - 1
     if pad_to is not None and (isinstance(pad_to, bool) or int(pad_to) != pad_to or pad_to < steps):
         raise ValueError(f"pad_to must be an integer >= the number of steps {steps}, got {pad_to!r}")
-    for name, value in (("n_seeds", n_seeds), ("block_size", block_size)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    check_positive_int("n_seeds", n_seeds)
+    check_positive_int("block_size", block_size)
     for k in snapshot_steps:
         if not 1 <= k <= steps:
             raise ValueError(f"snapshot step {k} outside [1, {steps}] (steps done when the copy is taken)")

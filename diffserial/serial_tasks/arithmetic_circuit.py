@@ -40,7 +40,8 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, check_int, random_words
+from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, random_words
+from diffserial.validation import check_int
 
 Array = jax.Array
 
@@ -61,7 +62,7 @@ def op_ids_from_names(ops: Sequence[str]) -> tuple[int, ...]:
 
 def check_prime(name: str, value, maximum: int) -> int:
     """`value` if it is a prime int in 2..maximum; ValueError otherwise."""
-    check_int(name, value, 2, maximum)
+    value = check_int(name, value, 2, maximum)
     if any(value % k == 0 for k in range(2, int(value ** 0.5) + 1)):
         raise ValueError(f"{name} must be a prime; got {value!r}")
     return value

@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import Example, SerialTask, check_choice, check_int, random_words, top_bit
+from diffserial.serial_tasks.common import Example, SerialTask, random_words, top_bit
+from diffserial.validation import check_choice, check_int
 
 Array = jax.Array
 

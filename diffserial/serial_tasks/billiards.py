@@ -68,14 +68,15 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import Example, SerialTask, bernoulli, check_int, random_words
+from diffserial.serial_tasks.common import Example, SerialTask, bernoulli, random_words
+from diffserial.validation import check_int
 
 Array = jax.Array
 
 
 def check_even(name: str, value) -> int:
     """`value` if it is an even int >= 2 (2 x 2 blocks must tile the torus); ValueError otherwise."""
-    check_int(name, value, 2)
+    value = check_int(name, value, 2)
     if value % 2:
         raise ValueError(f"{name} must be even (2 x 2 Margolus blocks tile the torus); got {value}")
     return value

@@ -1,6 +1,6 @@
 """The circuit value problem (CVP, P-complete; Ladner 1975) on random layered circuits.
 
-Circuits are `diffserial.constructions.circuits.LayeredCircuit`s (n inputs, d layers of w two-input gates,
+Circuits are `diffserial.circuits.LayeredCircuit`s (n inputs, d layers of w two-input gates,
 gate (l, i) = G_type(v_{l-1}[in_a], v_{l-1}[in_b]), v_{-1} = the inputs) and are evaluated by its
 `layer_values`; this module only draws them in JAX (one circuit per example) and tokenizes them.
 
@@ -31,9 +31,10 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 
-from diffserial.constructions.circuits import GATE_NAMES, LayeredCircuit, layer_values
+from diffserial.circuits import GATE_NAMES, LayeredCircuit, layer_values
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, check_int, random_words, top_bit
+from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, random_words, top_bit
+from diffserial.validation import check_int
 
 Array = jax.Array
 

@@ -36,6 +36,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from diffserial.validation import check_positive_int
+
 Array = jax.Array
 
 
@@ -73,7 +75,7 @@ class SerialTask:
     def sample(self, key: Array, batch: int, sharding: jax.sharding.Sharding | None = None) -> Example:
         """A batch of `batch` examples, example i = `sample_one(fold_in(key, i))`; with `sharding` (e.g. a
         NamedSharding over a 'data' mesh axis) the arrays are produced already sharded on dim 0."""
-        check_batch(batch)
+        check_positive_int("batch", batch)
         key = check_key(key)
         if sharding is None:
             return _sample_at(self, key, jnp.arange(batch, dtype=jnp.int32))
@@ -119,12 +121,6 @@ def check_key(key) -> Array:
                                               (key.dtype == jnp.uint32 and key.shape == (2,))):
         raise ValueError(f"key must be a JAX PRNG key (jax.random.key(seed)); got {key!r}")
     return key
-
-
-def check_batch(batch) -> None:
-    """ValueError unless `batch` is an int >= 1."""
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise ValueError(f"batch must be an int >= 1; got {batch!r}")
 
 
 def _sample_indices(task: SerialTask, key: Array, indices: Array) -> Example:
@@ -173,20 +169,3 @@ def bernoulli(words: Array, p: float) -> Array:
     """int32 1 with probability p (to 2^-24): the word's top 24 bits, read as u in [0, 1), below p."""
     u = (jnp.asarray(words, jnp.uint32) >> 8).astype(jnp.float32) * (2.0 ** -24)
     return (u < p).astype(jnp.int32)
-
-
-def check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    """`value` if it is an int in [minimum, maximum]; otherwise ValueError naming `name` and the range."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    ok = ok and (maximum is None or value <= maximum)
-    if not ok:
-        bound = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{name} must be an int {bound}; got {value!r}")
-    return value
-
-
-def check_choice(name: str, value, options) -> str:
-    """`value` if it is one of `options`; otherwise ValueError listing them."""
-    if value not in options:
-        raise ValueError(f"{name} must be one of {tuple(options)}; got {value!r}")
-    return value

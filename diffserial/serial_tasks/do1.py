@@ -59,7 +59,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from diffserial.constructions.circuits import AND, OR, LayeredCircuit, layer_values
+from diffserial.circuits import AND, OR, LayeredCircuit, layer_values
 from diffserial.pytrees import static_dataclass
 from diffserial.serial_tasks.circuit_value import (
     check_circuit_shape,

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import MAX_RANGE, Example, SerialTask, below, check_int, random_words, top_bit
+from diffserial.serial_tasks.common import MAX_RANGE, Example, SerialTask, below, random_words, top_bit
+from diffserial.validation import check_int
 
 Array = jax.Array
 

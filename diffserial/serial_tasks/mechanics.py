@@ -51,7 +51,8 @@ import jax
 import jax.numpy as jnp
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import Example, SerialTask, below, check_int, random_words
+from diffserial.serial_tasks.common import Example, SerialTask, below, random_words
+from diffserial.validation import check_int
 
 Array = jax.Array
 

@@ -44,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffserial.pytrees import static_dataclass
-from diffserial.serial_tasks.common import Example, SerialTask, check_batch, check_choice, check_int, check_key
+from diffserial.serial_tasks.common import Example, SerialTask, check_key
+from diffserial.validation import check_choice, check_int, check_positive_int
 
 Array = jax.Array
 
@@ -295,7 +296,7 @@ class SudokuTask(SerialTask):
 
     def sample(self, key: Array, batch: int, sharding: jax.sharding.Sharding | None = None) -> Example:
         """`batch` examples 0..batch-1 (host-side), placed with `sharding` if given."""
-        check_batch(batch)
+        check_positive_int("batch", batch)
         example = self.sample_at(key, np.arange(batch))
         return example if sharding is None else jax.device_put(example, sharding)
 

@@ -29,20 +29,12 @@ from diffserial.studies import report
 from diffserial.targets import gmm as gmm_lib
 from diffserial.targets.perturbed import perturbed_score_fn
 from diffserial.targets.quantize import GridCells
+from diffserial.validation import check_variance_preserving
 
 STUDY = "gmm_convergence"
 TV_LABEL = r"TV(samples, $p_\varepsilon$) over grid cells"
 POINT_KEYS = ("d", "sampler", "steps")  # a row's point (the tuples of points())
 PRIORS = ("exact", "process")
-
-
-def make_mixture(d: int, n_components: int, seed: int) -> gmm_lib.GaussianMixture:
-    """A diagonal mixture in R^d: weights ~ Dirichlet(2), means ~ N(0, 2^2 I), stds ~ U(0.3, 0.7)."""
-    rng = np.random.default_rng([seed, d])
-    weights = rng.dirichlet(np.full(n_components, 2.0))
-    means = rng.normal(0.0, 2.0, (n_components, d))
-    stds = rng.uniform(0.3, 0.7, (n_components, d))
-    return gmm_lib.GaussianMixture.create(weights, means, variances=stds**2)
 
 
 def make_cells(mixture: gmm_lib.GaussianMixture, max_cells: int) -> GridCells:
@@ -82,8 +74,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         return
     for name in config.samplers:
         rule = continuous_sampler(name)
-        if getattr(rule, "requires_variance_preserving", False) and not PROCESSES[config.process]().variance_preserving:
-            raise ValueError(f"sampler {name} needs a variance-preserving process, got {config.process}")
+        check_variance_preserving(rule, PROCESSES[config.process](), name, config.process)
 
 
 def points(config: ml_collections.ConfigDict) -> list[tuple[int, str, int]]:
@@ -124,7 +115,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir=None, done=frozens
         if (d, name, steps) in done:
             continue
         if d not in setups:
-            mixture = make_mixture(d, config.n_components, config.seed)
+            mixture = gmm_lib.make_mixture(d, config.n_components, config.seed)
             score = gmm_lib.score_fn(mixture, process)
             if config.eps_score > 0:
                 score = perturbed_score_fn(score, config.eps_score, d, seed=config.seed)

@@ -96,7 +96,7 @@ def run(config: ml_collections.ConfigDict, mesh=None, workdir: str | None = None
     if config.checkpoint:
         train = loop.load_trained(config.checkpoint).config
     process = PROCESSES[train.process]()
-    mixture = gmm_convergence.make_mixture(train.d, train.n_components, train.seed)
+    mixture = gmm_lib.make_mixture(train.d, train.n_components, train.seed)
     cells, pmf = gmm_convergence.setup(mixture, process, config)
     exact = gmm_lib.score_fn(mixture, process)
     key = jax.random.key(config.seed)

@@ -59,6 +59,7 @@ from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.samplers import MaskedRule, masked_grid, masked_sampler, sample_masked, seed_mesh
 from diffserial.serial_tasks import sudoku
 from diffserial.studies import report
+from diffserial.validation import check_ints
 
 STUDY = "sudoku_decoding"
 POSTFIX_KEYS = ("bucket", "rounds", "sampler", "tokens_per_step")
@@ -85,16 +86,6 @@ class PuzzleSet:
     seconds: float
 
 
-def _check_ints(name: str, values, low: int, high: int | None = None) -> None:
-    """ValueError unless `values` is a non-empty tuple of ints in [low, high] (or a single such int)."""
-    values = values if isinstance(values, tuple) else (values,)
-    ok = bool(values) and all(isinstance(v, int) and not isinstance(v, bool) and v >= low
-                              and (high is None or v <= high) for v in values)
-    if not ok:
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"config.{name} must be an int (or a non-empty tuple of ints) {bound}; got {values!r}")
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raise ValueError for a config that cannot run, before anything is generated or compiled."""
     for field in ("buckets", "samplers", "tokens_per_step", "rounds"):
@@ -108,11 +99,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for name in config.samplers:
         if name not in SAMPLERS:
             raise ValueError(f"sampler {name!r} has no tokens-per-step control; valid: {', '.join(SAMPLERS)}")
-    _check_ints("tokens_per_step", config.tokens_per_step, 1, prop.N_CELLS)
-    _check_ints("rounds", config.rounds, 1, prop.N_CELLS)
+    check_ints("config.tokens_per_step", config.tokens_per_step, 1, prop.N_CELLS)
+    check_ints("config.rounds", config.rounds, 1, prop.N_CELLS)
     for field in ("n_puzzles", "samples_per_puzzle", "block_size"):
-        _check_ints(field, config[field], 1)
-    _check_ints("seed", config.seed, 0)
+        check_ints(f"config.{field}", config[field], 1)
+    check_ints("config.seed", config.seed, 0)
     if not isinstance(config.hidden_singles, bool):
         raise ValueError(f"config.hidden_singles must be a bool; got {config.hidden_singles!r}")
     if config.schedule not in SCHEDULES:

@@ -39,6 +39,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from diffserial.metrics.intervals import clopper_pearson
+from diffserial.validation import is_int
 
 Array = jax.Array
 Predictor = Callable[[Array, Array], Array]
@@ -56,10 +57,6 @@ def _concrete(x) -> np.ndarray | None:
     if isinstance(x, jax.core.Tracer):
         return None
     return np.asarray(x)
-
-
-def _is_int(x) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
 def _safe_log(p: Array) -> Array:
@@ -122,7 +119,7 @@ class ExplicitPMF:
         vocab_size: integer >= 1.
         Raises ValueError naming the offending argument, its value and what was expected.
         """
-        if not _is_int(vocab_size) or vocab_size < 1:
+        if not is_int(vocab_size) or vocab_size < 1:
             raise ValueError(f"vocab_size must be an integer >= 1; got {vocab_size!r}")
         sup = np.asarray(support)
         if sup.ndim != 2 or sup.shape[0] < 1 or sup.shape[1] < 1:
@@ -157,10 +154,10 @@ def sample(pmf: ExplicitPMF, key: Array, n: int) -> Array:
 
 def _resolve_ids(pmf: ExplicitPMF, mask_id, vocab_size) -> tuple[int, int]:
     vocab_size = pmf.vocab_size if vocab_size is None else vocab_size
-    if not _is_int(vocab_size) or vocab_size < pmf.vocab_size:
+    if not is_int(vocab_size) or vocab_size < pmf.vocab_size:
         raise ValueError(f"vocab_size must be an integer >= the pmf's vocab_size {pmf.vocab_size}; got {vocab_size!r}")
     mask_id = vocab_size if mask_id is None else mask_id
-    if not _is_int(mask_id) or 0 <= mask_id < vocab_size:
+    if not is_int(mask_id) or 0 <= mask_id < vocab_size:
         raise ValueError(f"mask_id must be an integer outside the vocabulary [0, {vocab_size}) "
                          f"(conventionally vocab_size = {vocab_size}); got {mask_id!r}")
     return int(vocab_size), int(mask_id)
@@ -227,7 +224,7 @@ def parity_pmf(n: int) -> ExplicitPMF:
 
     Support rows in lexicographic order; vocab_size 2 (MASK id 2).
     """
-    if not _is_int(n) or not 1 <= n <= 16:
+    if not is_int(n) or not 1 <= n <= 16:
         raise ValueError(f"n must be an integer in [1, 16] (the support has 2^(n-1) rows); got {n!r}")
     codes = np.arange(2**n)
     bits = (codes[:, None] >> np.arange(n - 1, -1, -1)[None, :]) & 1  # (2^n, n), lexicographic
@@ -314,7 +311,7 @@ def windowed_parity_predictor(radius: int) -> Partial:
     iff radius >= max(i, n - 1 - i); if radius < ceil((n - 1) / 2) no window does, E is certain and
     P(odd) = 1/2 whatever the number of steps (the separation of Thm 4.5 in the ICLR 2026 paper).
     """
-    if not _is_int(radius) or radius < 0:
+    if not is_int(radius) or radius < 0:
         raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
     return Partial(_WindowedParity(int(radius)))
 
@@ -346,9 +343,9 @@ def capacity_bounded(predictor: Predictor, radius: int, mask_id: int) -> Partial
     """
     if not callable(predictor):
         raise ValueError(f"predictor must be callable (x_t, t) -> (L, V) log-probabilities; got {predictor!r}")
-    if not _is_int(radius) or radius < 0:
+    if not is_int(radius) or radius < 0:
         raise ValueError(f"radius must be an integer >= 0; got {radius!r}")
-    if not _is_int(mask_id) or mask_id < 1:
+    if not is_int(mask_id) or mask_id < 1:
         raise ValueError(f"mask_id must be an integer >= 1 (the vocabulary size V); got {mask_id!r}")
     if not isinstance(predictor, Partial):
         predictor = Partial(predictor)
@@ -361,9 +358,9 @@ def capacity_bounded(predictor: Predictor, radius: int, mask_id: int) -> Partial
 
 
 def _check_n_steps(n, steps) -> None:
-    if not _is_int(n) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n must be an integer >= 1; got {n!r}")
-    if not _is_int(steps) or steps < 1:
+    if not is_int(steps) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
 
 
@@ -416,7 +413,7 @@ def parity_tv_ancestral(n: int, alphas) -> float:
     F_k = (alpha_{t_k} - alpha_{t_0}) / (1 - alpha_{t_0}) independently, so
     q = 1 - n sum_k (F_k - F_{k-1}) F_{k-1}^(n-1) and TV = q / 2.
     """
-    if not _is_int(n) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"n must be an integer >= 1; got {n!r}")
     a = np.asarray(alphas, dtype=np.float64)
     if a.ndim != 1 or a.shape[0] < 2:

@@ -112,6 +112,17 @@ class GaussianMixture:
         )
 
 
+def make_mixture(d: int, n_components: int, seed: int) -> GaussianMixture:
+    """A random diagonal mixture in R^d with n_components components, deterministic in (seed, d): from
+    numpy's default_rng([seed, d]), weights ~ Dirichlet(2, ..., 2), means ~ N(0, 2^2 I), per-coordinate
+    stds ~ U(0.3, 0.7), Sigma_k = diag(std_k^2) (the convergence study's and gmm_score training's target)."""
+    rng = np.random.default_rng([seed, d])
+    weights = rng.dirichlet(np.full(n_components, 2.0))
+    means = rng.normal(0.0, 2.0, (n_components, d))
+    stds = rng.uniform(0.3, 0.7, (n_components, d))
+    return GaussianMixture.create(weights, means, variances=stds**2)
+
+
 def _as_float_array(name: str, value, ndim: int) -> np.ndarray:
     """float64 numpy copy of `value`, checked for rank and finiteness."""
     arr = np.array(value, dtype=np.float64)

@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffserial.validation import check_int, check_positive_int
+
 Array = jax.Array
 
 
@@ -63,10 +65,8 @@ def perturbation_fn(eps_score: float, dim: int, seed: int = 0, frequency: float 
     """
     eps = _finite_nonnegative("eps_score", eps_score)
     frequency = _finite_nonnegative("frequency", frequency)
-    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-        raise ValueError(f"dim must be an integer >= 1; got {dim!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
+    check_positive_int("dim", dim)
+    check_int("seed", seed)
     w, phi, a, b = _parameters(int(dim), int(seed), frequency)
     return jax.tree_util.Partial(
         _perturbation, *(jnp.asarray(np.asarray(v, dtype=np.float64)) for v in (eps, w, phi, a, b))

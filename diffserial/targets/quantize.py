@@ -19,6 +19,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from diffserial.targets.gmm import GaussianMixture, sample
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 
@@ -58,10 +59,8 @@ class GridCells:
         """bins_per_dim^d cells: [lo, hi] cut into bins_per_dim equal bins per dimension, the two
         outermost bins then extended to -inf and +inf (interior edges lo + i (hi - lo) / bins_per_dim,
         i = 1, ..., bins_per_dim - 1)."""
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"d must be an integer >= 1; got {d!r}")
-        if isinstance(bins_per_dim, bool) or not isinstance(bins_per_dim, (int, np.integer)) or bins_per_dim < 1:
-            raise ValueError(f"bins_per_dim must be an integer >= 1; got {bins_per_dim!r}")
+        check_positive_int("d", d)
+        check_positive_int("bins_per_dim", bins_per_dim)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
             raise ValueError(f"lo and hi must be finite with lo < hi; got lo={lo!r}, hi={hi!r}")
         interior = lo + (hi - lo) * np.arange(1, bins_per_dim) / bins_per_dim
@@ -203,8 +202,7 @@ def _monte_carlo_pmf(cells, gmm: GaussianMixture, key: Array, n: int, index_fn, 
     the last batch are counted, so one compilation serves every n >= B and every quantizer of the
     same kind and shape. Counts are accumulated in int64.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be an integer >= 1; got {n!r}")
+    check_positive_int("n", n)
     if gmm.dim != cells.dim:
         raise ValueError(f"gmm.dim must equal the cells' dimension {cells.dim}; got {gmm.dim}")
     batch = min(int(n), _MC_BATCH)

@@ -8,7 +8,6 @@ checkpointing with async saves and restore onto any sharding (`training.checkpoi
 from diffserial.training.optimizer import OptimizerConfig, ema_decay_at, ema_update, make_optimizer, make_schedule
 from diffserial.training.step import (
     TrainState,
-    dsm_batch_loss,
     make_pmap_step,
     make_shard_map_step,
     raise_if_nonfinite,
@@ -20,7 +19,6 @@ from diffserial.training.step import (
 __all__ = [
     "OptimizerConfig",
     "TrainState",
-    "dsm_batch_loss",
     "ema_decay_at",
     "ema_update",
     "make_optimizer",

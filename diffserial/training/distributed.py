@@ -39,6 +39,8 @@ import numpy as np
 from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from diffserial.validation import check_positive_int
+
 ENV_FLAG = "DIFFSERIAL_DISTRIBUTED"
 _ENV_VALUES = ("", "0", "1")
 
@@ -138,9 +140,7 @@ def process_rows(
     p = jax.process_index() if process_index is None else process_index
     n_proc = jax.process_count() if process_count is None else process_count
     n_local = jax.local_device_count() if local_device_count is None else local_device_count
-    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, (int, np.integer)) \
-            or global_batch_size < 1:
-        raise ValueError(f"global batch size must be an integer >= 1; got {global_batch_size!r}")
+    check_positive_int("global batch size", global_batch_size)
     if not (0 <= p < n_proc) or n_local < 1:
         raise ValueError(f"need 0 <= process_index < process_count and local_device_count >= 1; got "
                          f"process_index={p}, process_count={n_proc}, local_device_count={n_local}")

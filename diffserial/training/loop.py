@@ -44,6 +44,7 @@ from diffserial.progress import progress_bar
 from diffserial.training import checkpoint, distributed, optimizer as opt_lib, preemption, resume
 from diffserial.training import step as step_lib, summaries
 from diffserial.training.tasks import Task, batch_rows, make_task
+from diffserial.validation import check_positive_int
 
 PARALLEL = ("shard_map", "pmap")
 _POSITIVE_INTS = ("batch_size", "total_steps", "log_every", "checkpoint_every", "keep_checkpoints")
@@ -62,9 +63,7 @@ def validate(config: ml_collections.ConfigDict) -> Task:
     abstractly (`jax.eval_shape`), which catches bad shapes or fields without compiling.
     """
     for name in _POSITIVE_INTS:
-        v = config[name]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"config.{name} must be an integer >= 1, got {v!r}")
+        check_positive_int(f"config.{name}", config[name])
     if config.parallel not in PARALLEL:
         raise ValueError(f"config.parallel must be one of {', '.join(PARALLEL)}; got {config.parallel!r}")
     if config.batch_size % jax.device_count():

@@ -12,20 +12,18 @@ the train step uses decay = `ema_decay_at(step, ema_decay)` = min(ema_decay, (1 
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import optax
 
-
-def _is_real(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+from diffserial.validation import check_int, is_real
 
 
-def _check_decay(name: str, v) -> None:
-    if not _is_real(v) or not (0.0 <= float(v) < 1.0):
+def check_decay(name: str, v) -> None:
+    """ValueError unless `v` (an EMA decay) is a real number in [0, 1)."""
+    if not is_real(v) or not (0.0 <= float(v) < 1.0):
         raise ValueError(f"{name} must be a real number in [0, 1); got {v!r}")
 
 
@@ -53,18 +51,16 @@ class OptimizerConfig:
     def __post_init__(self):
         for name in ("lr", "eps", "clip_norm"):
             v = getattr(self, name)
-            if not _is_real(v) or not float(v) > 0.0:
+            if not is_real(v) or not float(v) > 0.0:
                 raise ValueError(f"{name} must be a real number > 0; got {v!r}")
         for name in ("b1", "b2", "ema_decay"):
-            _check_decay(name, getattr(self, name))
-        if not _is_real(self.weight_decay) or not float(self.weight_decay) >= 0.0:
+            check_decay(name, getattr(self, name))
+        if not is_real(self.weight_decay) or not float(self.weight_decay) >= 0.0:
             raise ValueError(f"weight_decay must be a real number >= 0; got {self.weight_decay!r}")
-        if not _is_real(self.end_lr_ratio) or not (0.0 <= float(self.end_lr_ratio) <= 1.0):
+        if not is_real(self.end_lr_ratio) or not (0.0 <= float(self.end_lr_ratio) <= 1.0):
             raise ValueError(f"end_lr_ratio must be a real number in [0, 1]; got {self.end_lr_ratio!r}")
         for name, lo in (("total_steps", 1), ("warmup_steps", 0)):
-            v = getattr(self, name)
-            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}; got {v!r}")
+            check_int(name, getattr(self, name), lo)
         if self.warmup_steps >= self.total_steps:  # optax needs a non-empty cosine phase
             raise ValueError(
                 f"warmup_steps ({self.warmup_steps}) must be less than total_steps ({self.total_steps})"
@@ -130,9 +126,9 @@ def ema_decay_at(step, decay):
 
 def ema_update(ema: Any, params: Any, decay) -> Any:
     """decay * ema + (1 - decay) * params, leafwise. `decay` in [0, 1) (checked when a Python number)."""
-    if _is_real(decay):
-        _check_decay("decay", decay)
+    if is_real(decay):
+        check_decay("decay", decay)
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
-__all__ = ["OptimizerConfig", "ema_decay_at", "ema_update", "make_optimizer", "make_schedule"]
+__all__ = ["OptimizerConfig", "check_decay", "ema_decay_at", "ema_update", "make_optimizer", "make_schedule"]

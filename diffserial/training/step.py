@@ -11,7 +11,7 @@ schedule=None)` runs on ONE device's shard of the global batch, inside a mapped 
                         for its local examples (the draw then depends on the number of devices);
        noise="example": step_key itself, and the batch must be a dict with an "index" entry holding
                         each example's GLOBAL index (B,) int. CONTRACT: the loss derives example i's
-                        noise from fold_in(step_key, index[i]) only (see `dsm_batch_loss(...,
+                        noise from fold_in(step_key, index[i]) only (see `losses.dsm_batch_loss(...,
                         per_example_noise=True)`), so the whole step is independent of how the global
                         batch is split across devices (1 device vs 8 give the same update up to float
                         reduction order);
@@ -56,8 +56,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from diffserial.losses import check_dsm_args, dsm_loss, dsm_noise, dsm_objective
-from diffserial.training.optimizer import _check_decay, ema_decay_at, ema_update
+from diffserial.training.optimizer import check_decay, ema_decay_at, ema_update
 
 Array = jax.Array
 LossFn = Callable[[Any, Any, Array], tuple[Array, dict]]
@@ -184,7 +183,7 @@ def _batch_size(batch: Any, n_devices: int) -> int:
 
 
 def _partial_step(loss_fn, optimizer, ema_decay, noise, schedule):
-    _check_decay("ema_decay", ema_decay)
+    check_decay("ema_decay", ema_decay)
     if noise not in NOISE_MODES:
         raise ValueError(f"unknown noise mode {noise!r}; valid: {', '.join(NOISE_MODES)}")
     return functools.partial(
@@ -313,38 +312,9 @@ def make_pmap_step(
     return run
 
 
-# --------------------------------------------------------------------------------------------------
-# Loss adapter
-# --------------------------------------------------------------------------------------------------
-def dsm_batch_loss(apply_fn, process, *, per_example_noise: bool = False, parameterization: str = "eps",
-                   weighting: str = "sigma2", t_min: float = 1e-3) -> LossFn:
-    """`losses.dsm_loss` as a step loss `(params, batch, key) -> (loss, aux)`, batch = {"x": (B, ...),
-    optionally "index": (B,) global example indices}.
-
-    per_example_noise=False: dsm_loss(apply_fn, params, process, batch["x"], key, ...).
-    per_example_noise=True (use with train_step's noise="example"): example i's (t_i, z_i) are
-    `losses.dsm_noise` drawn for the single example with key fold_in(key, batch["index"][i]) (the draw
-    dsm_loss would make for a batch of one), then the network runs once on the whole batch
-    (`losses.dsm_objective`); the loss is the mean of the per-example losses, so it depends on the
-    batch split only through float reduction order.
-    """
-    kwargs = dict(parameterization=parameterization, weighting=weighting)
-    if not per_example_noise:
-        return lambda params, batch, key: dsm_loss(apply_fn, params, process, batch["x"], key, t_min=t_min, **kwargs)
-
-    def loss_fn(params, batch, key):
-        x0, t_min_ = check_dsm_args(process, batch["x"], parameterization, weighting, t_min)
-        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch["index"])
-        t, z = jax.vmap(lambda k: dsm_noise(k, (1,) + x0.shape[1:], t_min_, x0.dtype))(keys)
-        return dsm_objective(apply_fn, params, process, x0, t[:, 0], z[:, 0], **kwargs)
-
-    return loss_fn
-
-
 __all__ = [
     "NOISE_MODES",
     "TrainState",
-    "dsm_batch_loss",
     "make_pmap_step",
     "make_shard_map_step",
     "raise_if_nonfinite",

@@ -64,6 +64,8 @@ from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
+from diffserial.validation import check_int
+
 METRICS_FILE = "metrics.jsonl"
 EVENTS_DIR = "tb"
 EVENTS_PATTERN = "*tfevents*"  # the event files TensorBoard loads
@@ -141,8 +143,7 @@ class MetricsWriter:
 
     def __init__(self, workdir: str | os.PathLike, enabled: bool, start_step: int = 0,
                  min_flush_interval_s: float = 0.0):
-        if isinstance(start_step, bool) or not isinstance(start_step, int) or start_step < 0:
-            raise ValueError(f"start_step must be an integer >= 0, got {start_step!r}")
+        check_int("start_step", start_step, 0)
         if not min_flush_interval_s >= 0:
             raise ValueError(f"min_flush_interval_s must be >= 0, got {min_flush_interval_s!r}")
         self.enabled = bool(enabled)

@@ -13,7 +13,7 @@ Data: example i of the global batch at step s is example(fold_in(fold_in(data_ke
 so each process generates just its own rows, and a resumed run sees the same batches.
 
 Tasks:
-    gmm_score       x ~ the d-dimensional mixture of `studies.gmm_convergence.make_mixture(d, n_components,
+    gmm_score       x ~ the d-dimensional mixture of `targets.gmm.make_mixture(d, n_components,
                     seed)`; ScoreMLP; denoising score matching (`losses.dsm_loss`) under config.process.
                     The sampler's score is `sampling_fn(params)`: s = -eps_theta / s_t for eps-models.
     masked_parity   x uniform over the 2^(n-1) even-parity strings of n bits (x_1..x_{n-1} fair coins,
@@ -35,7 +35,7 @@ Tasks:
                     config.process (eps parameterisation, sigma^2 weighting, t ~ U(1e-3, 1): ||eps_theta - z||^2)
                     with `ContinuousAnswerTransformer` (config.model: name "transformer", the fixed-depth
                     network, and its width, depth, heads, mlp_ratio) conditioned on the prompt. Example i's
-                    (t, z) are `losses.dsm_noise` from fold_in(key, index[i]) (`dsm_batch_loss` with
+                    (t, z) are `losses.dsm_noise` from fold_in(key, index[i]) (`losses.dsm_batch_loss` with
                     per_example_noise). `sampling_fn(params)` is a `ContinuousAnswer` (the conditional score
                     -eps_theta / s_t, the process, the codebook, the layout, the grid's end time).
 """
@@ -61,7 +61,7 @@ from diffserial.processes.masked import make_schedule
 from diffserial.pytrees import static_dataclass
 from diffserial.registry import lookup
 from diffserial.serial_tasks import Example, SerialTask
-from diffserial.training.step import LossFn, dsm_batch_loss
+from diffserial.training.step import LossFn
 
 Array = jax.Array
 MASKED_MODELS = {"transformer": MaskedTransformer, "looped": LoopedTransformer, "recurrent": RecurrentPredictor}
@@ -105,15 +105,14 @@ def _build_model(cls: type[nn.Module], kwargs: dict, **fixed) -> nn.Module:
 
 
 def _gmm_score(config: ml_collections.ConfigDict) -> Task:
-    from diffserial.studies.gmm_convergence import make_mixture
     from diffserial.targets import gmm
 
     process = lookup(PROCESSES, "process", config.process)()
-    mixture = make_mixture(config.d, config.n_components, config.seed)
+    mixture = gmm.make_mixture(config.d, config.n_components, config.seed)
     model = _build_model(mlp.ScoreMLP, config.model.to_dict())
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
-    loss_fn = dsm_batch_loss(apply_fn, process, per_example_noise=True,
-                             parameterization=config.parameterization, weighting=config.weighting)
+    loss_fn = losses.dsm_batch_loss(apply_fn, process, per_example_noise=True,
+                                    parameterization=config.parameterization, weighting=config.weighting)
 
     def sampling_fn(params):
         fn = mlp.score_fn_from(model, params)
@@ -297,7 +296,7 @@ def _serial_continuous(config: ml_collections.ConfigDict) -> Task:
     def loss_fn(params, batch, key):
         prompt, answer = layout.split(batch["x"])
         apply_fn = lambda p, y, t: model.apply({"params": p}, prompt, y, t)
-        dsm = dsm_batch_loss(apply_fn, process, per_example_noise=True, t_min=CONTINUOUS_T_MIN)
+        dsm = losses.dsm_batch_loss(apply_fn, process, per_example_noise=True, t_min=CONTINUOUS_T_MIN)
         return dsm(params, {"x": code.encode(answer), "index": batch["index"]}, key)
 
     def sampling_fn(params):

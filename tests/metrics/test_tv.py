@@ -139,7 +139,7 @@ def test_bad_arguments_raise():
         tv.histogram(np.array([0, 1]), 0)
     with pytest.raises(ValueError, match="N = 0"):
         tv.tv_distance(tv.histogram(np.array([], dtype=np.int64), 4), p)
-    with pytest.raises(ValueError, match="n must be a positive integer"):
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
         tv.tv_floor(p, 0)
     with pytest.raises(ValueError, match="reps"):
         tv.tv_floor(p, 10, reps=0)

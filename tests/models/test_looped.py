@@ -192,7 +192,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match=r"shape \(L,\) or \(B, L\)"):
         init(MODELS["loops1"], jnp.zeros((2, 2, L), jnp.int32))
     for loops in (0, -1, 2.0, True):
-        with pytest.raises(ValueError, match="loops must be an integer >= 1"):
+        with pytest.raises(ValueError, match="loops must be an int >= 1"):
             init(LoopedTransformer(**{**ARCH, "loops": loops}), tokens)
     with pytest.raises(ValueError, match="multiple of heads"):
         init(LoopedTransformer(**{**ARCH, "width": 10}), tokens)

@@ -155,7 +155,7 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match=r"shape \(L,\) or \(B, L\)"):
         init(MODELS["two_layers"], jnp.zeros((2, 2, L), jnp.int32))
     for layers in (0, 1.0, True):
-        with pytest.raises(ValueError, match="layers must be an integer >= 1"):
+        with pytest.raises(ValueError, match="layers must be an int >= 1"):
             init(RecurrentPredictor(vocab_size=V, width=WIDTH, layers=layers), tokens)
     with pytest.raises(ValueError, match="even width"):
         init(RecurrentPredictor(vocab_size=V, width=7, time_conditioning=True), tokens)

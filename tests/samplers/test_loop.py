@@ -93,7 +93,7 @@ def test_bad_inputs_raise_before_compiling():
         continuous_sampler("euler")
     with pytest.raises(ValueError, match="valid grids: karras, logsnr, quadratic, uniform"):
         continuous_grid("linear", PROCESS, 4)
-    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="steps must be an int >= 1; got 0"):
         continuous_grid("uniform", PROCESS, 0)
     for eps in (0.0, 1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=r"eps .* must lie in \(0, 1\)"):
@@ -104,13 +104,13 @@ def test_bad_inputs_raise_before_compiling():
         sample_continuous(_score, PROCESS, rule, ts[:1], **kw)
     with pytest.raises(ValueError, match="decrease strictly"):
         sample_continuous(_score, PROCESS, rule, ts[::-1], **kw)
-    with pytest.raises(ValueError, match="n_seeds must be an integer >= 1"):
+    with pytest.raises(ValueError, match="n_seeds must be an int >= 1"):
         sample_continuous(_score, PROCESS, rule, ts, key=jax.random.key(0), n_seeds=0, shape=(3,))
     with pytest.raises(ValueError, match="variance-preserving"):
         sample_continuous(_score, VEGeometric(), continuous_sampler("li_yan_sde"), ts, **kw)
     with pytest.raises(ValueError, match="pad_to must be an integer >= the number of steps 4"):
         sample_continuous(_score, PROCESS, rule, ts, pad_to=3, **kw)
-    with pytest.raises(ValueError, match="block_size must be an integer >= 1"):
+    with pytest.raises(ValueError, match="block_size must be an int >= 1"):
         sample_continuous(_score, PROCESS, rule, ts, block_size=0, **kw)
     with pytest.raises(ValueError, match=r"snapshot step 5 outside \[1, 4\]"):
         sample_continuous_with_snapshots(_score, PROCESS, rule, ts, snapshot_steps=(5,), **kw)

@@ -266,3 +266,16 @@ EYE = [[[1.0, 0.0], [0.0, 1.0]]]
 def test_create_rejects_bad_inputs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         GaussianMixture.create(**kwargs)
+
+
+def test_make_mixture_is_deterministic_and_diagonal():
+    from diffserial.targets.gmm import make_mixture
+
+    a, b = make_mixture(3, 4, seed=7), make_mixture(3, 4, seed=7)
+    np.testing.assert_array_equal(np.asarray(a.means), np.asarray(b.means))
+    np.testing.assert_array_equal(np.asarray(a.covs), np.asarray(b.covs))
+    assert a.is_diagonal and a.dim == 3 and np.asarray(a.weights).shape == (4,)
+    assert np.isclose(float(np.asarray(a.weights).sum()), 1.0)
+    sd = np.sqrt(np.diagonal(np.asarray(a.covs), axis1=1, axis2=2))
+    assert np.all((sd >= 0.3) & (sd <= 0.7))
+    assert not np.array_equal(np.asarray(make_mixture(3, 4, seed=8).means), np.asarray(a.means))

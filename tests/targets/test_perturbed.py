@@ -89,9 +89,9 @@ def test_deterministic_in_seed():
         (dict(eps_score=float("nan"), dim=2), r"eps_score must be finite and >= 0; got nan"),
         (dict(eps_score=float("inf"), dim=2), r"eps_score must be finite and >= 0; got inf"),
         (dict(eps_score="big", dim=2), r"eps_score must be a real number; got 'big'"),
-        (dict(eps_score=0.1, dim=0), r"dim must be an integer >= 1; got 0"),
-        (dict(eps_score=0.1, dim=2.0), r"dim must be an integer >= 1; got 2\.0"),
-        (dict(eps_score=0.1, dim=2, seed=1.5), r"seed must be an integer; got 1\.5"),
+        (dict(eps_score=0.1, dim=0), r"dim must be an int >= 1; got 0"),
+        (dict(eps_score=0.1, dim=2.0), r"dim must be an int >= 1; got 2\.0"),
+        (dict(eps_score=0.1, dim=2, seed=1.5), r"seed must be an int; got 1\.5"),
         (dict(eps_score=0.1, dim=2, frequency=-1.0), r"frequency must be finite and >= 0; got -1\.0"),
     ],
 )

@@ -44,7 +44,8 @@ def main():
 
     from diffserial.models.mlp import ScoreMLP
     from diffserial.processes.gaussian import VPLinear
-    from diffserial.training import OptimizerConfig, TrainState, dsm_batch_loss, make_optimizer, make_schedule
+    from diffserial.losses import dsm_batch_loss
+    from diffserial.training import OptimizerConfig, TrainState, make_optimizer, make_schedule
     from diffserial.training import make_shard_map_step, raise_if_nonfinite
 
     config = OptimizerConfig(lr=1e-2, warmup_steps=1, total_steps=10, weight_decay=1e-4, ema_decay=0.9)

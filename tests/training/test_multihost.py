@@ -111,8 +111,8 @@ def test_process_rows_tile_the_batch(n_proc, n_local):
 @pytest.mark.parametrize("size, kwargs, match", [
     (12, dict(process_count=2, local_device_count=4), r"12 must be divisible by .* 2 \* 4 = 8"),
     (10, {}, "divisible"),  # 1 process x 8 devices here
-    (0, {}, "integer >= 1"),
-    (8.0, {}, "integer >= 1"),
+    (0, {}, "int >= 1"),
+    (8.0, {}, "int >= 1"),
     (8, dict(process_index=2, process_count=2), "process_index"),
 ])
 def test_process_rows_errors(size, kwargs, match):

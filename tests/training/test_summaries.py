@@ -213,7 +213,7 @@ def test_bad_writes_raise(tmp_path, step, scalars, match):
 
 
 def test_bad_construction_and_misuse_raise(tmp_path):
-    with pytest.raises(ValueError, match="start_step must be an integer >= 0"):
+    with pytest.raises(ValueError, match="start_step must be an int >= 0"):
         MetricsWriter(str(tmp_path), enabled=True, start_step=-1)
     with pytest.raises(ValueError, match="min_flush_interval_s"):
         MetricsWriter(str(tmp_path), enabled=True, min_flush_interval_s=float("nan"))

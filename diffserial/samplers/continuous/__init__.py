@@ -11,13 +11,13 @@ from diffserial.samplers.continuous.conditional import Packing, PromptConditione
 from diffserial.samplers.continuous.grids import CONTINUOUS_GRIDS, continuous_grid
 from diffserial.samplers.continuous.rules import (
     CONTINUOUS_SAMPLERS, Ancestral, ContinuousRule, DPMSolverPP2M, EulerMaruyama, LangevinCorrector, LiYanODE,
-    LiYanSDE, PFEuler, PFHeun, PredictorCorrector, check_process, continuous_sampler)
+    LiYanSDE, PFEuler, PFHeun, PredictorCorrector, continuous_sampler)
 from diffserial.samplers.continuous.sample import sample_continuous, sample_continuous_with_snapshots
 
 
 __all__ = [
     "CONTINUOUS_GRIDS", "CONTINUOUS_SAMPLERS", "Ancestral", "ContinuousRule", "DPMSolverPP2M", "EulerMaruyama",
     "LangevinCorrector", "LiYanODE", "LiYanSDE", "PFEuler", "PFHeun", "Packing", "PredictorCorrector",
-    "PromptConditioned", "check_process", "continuous_grid", "continuous_sampler", "sample_conditional",
+    "PromptConditioned", "continuous_grid", "continuous_sampler", "sample_conditional",
     "sample_continuous", "sample_continuous_with_snapshots",
 ]

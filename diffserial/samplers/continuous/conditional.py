@@ -29,9 +29,10 @@ from jax.sharding import Mesh
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.pytrees import static_dataclass
-from diffserial.samplers.continuous.rules import ContinuousRule, check_process
+from diffserial.samplers.continuous.rules import ContinuousRule
 from diffserial.samplers.initializers import PromptThenPrior
 from diffserial.samplers.loop import DEFAULT_BLOCK_SIZE, run_chain
+from diffserial.validation import check_variance_preserving
 
 Array = jax.Array
 Partial = jax.tree_util.Partial
@@ -114,7 +115,7 @@ def sample_conditional(
     ValueError for a VP-only rule on a non-VP process or a draw_prompt of the wrong shape or dtype (the loop
     checks the grid, the counts and score_fn's output shape).
     """
-    check_process(rule, process)
+    check_variance_preserving(rule, process)
     packing = Packing(int(prompt_len), tuple(int(v) for v in answer_shape))
     score_fn = score_fn if isinstance(score_fn, Partial) else Partial(score_fn)  # a plain function: by identity
     drawn = jax.eval_shape(draw_prompt, key)

@@ -19,13 +19,13 @@ import numpy as np
 
 from diffserial.processes.gaussian import LinearGaussianSDE
 from diffserial.registry import lookup
+from diffserial.validation import check_positive_int
 
 KARRAS_RHO = 7.0
 
 
 def _check(steps: int, eps: float) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_positive_int("steps", steps)
     if not (0.0 < eps < 1.0):
         raise ValueError(f"eps (early-stop time) must lie in (0, 1), got {eps!r}")
 

@@ -53,14 +53,6 @@ class ContinuousRule:
         raise NotImplementedError
 
 
-def check_process(rule: Any, process: LinearGaussianSDE) -> None:
-    """ValueError if `rule` declares requires_variance_preserving and `process` is not VP."""
-    if rule.requires_variance_preserving and not process.variance_preserving:
-        raise ValueError(
-            f"sampler {type(rule).__name__} needs a variance-preserving process (m^2 + s^2 = 1), "
-            f"got {type(process).__name__}")
-
-
 @dataclasses.dataclass(frozen=True)
 class EulerMaruyama(ContinuousRule):
     """Euler-Maruyama step of the reverse SDE dx = (f x - g^2 score) dt + g dW-bar."""
@@ -241,4 +233,4 @@ def continuous_sampler(name: str, **kwargs) -> ContinuousRule:
 
 __all__ = ["CONTINUOUS_SAMPLERS", "Ancestral", "ContinuousRule", "DPMSolverPP2M", "EulerMaruyama",
            "LangevinCorrector", "LiYanODE", "LiYanSDE", "PFEuler", "PFHeun", "PredictorCorrector",
-           "check_process", "continuous_sampler"]
+           "continuous_sampler"]

@@ -16,9 +16,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from diffserial.processes.gaussian import LinearGaussianSDE
-from diffserial.samplers.continuous.rules import ContinuousRule, check_process
+from diffserial.samplers.continuous.rules import ContinuousRule
 from diffserial.samplers.initializers import ProcessPrior
 from diffserial.samplers.loop import DEFAULT_BLOCK_SIZE, run_chain
+from diffserial.validation import check_variance_preserving
 
 Array = jax.Array
 
@@ -56,7 +57,7 @@ def sample_continuous_with_snapshots(
       pad_to: compile for grids of up to `pad_to` steps, so that studies over many T reuse one program.
     Raises ValueError for a VP-only rule on a non-VP process (and, from the loop, bad grids or counts).
     """
-    check_process(rule, process)
+    check_variance_preserving(rule, process)
     shape = tuple(int(v) for v in shape)
     init_fn = init_fn if init_fn is not None else ProcessPrior(process, shape)
     return run_chain(score_fn, process, rule, ts, key=key, n_seeds=n_seeds, init_fn=init_fn, shape=shape,

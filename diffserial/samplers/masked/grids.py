@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffserial.validation import check_positive_int
+
 Array = jax.Array
 
 GRID_SPACINGS = ("uniform", "cosine")
@@ -24,8 +26,7 @@ def masked_grid(steps: int, spacing: str = "uniform") -> Array:
     Step k of a sampler moves from ts[k] to ts[k + 1]. With the linear schedule alpha_t = 1 - t the
     uniform grid reveals L/T positions per step in expectation (exactly, for the top-k rules).
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    check_positive_int("steps", steps)
     if spacing not in GRID_SPACINGS:
         raise ValueError(f"unknown grid spacing {spacing!r}; valid spacings: {', '.join(GRID_SPACINGS)}")
     u = np.arange(steps + 1, dtype=np.float64) / steps

@@ -18,6 +18,25 @@ exact x_theta every admissible sigma maps q(z_t | x0) to q(z_s | x0) (the forwar
     dfm_corrector   sigma = beta_t (a_s - a_t)/a_t clipped, beta_t = A t^a (1 - t)^b, A = 10, a = b = 1/4
                     (Gat et al. 2024 DFM corrector = ReMDM, Prop. 4.3 of Wang et al.; App. D.1 schedule)
     revision        ancestral step, then revealed tokens are re-predicted with themselves hidden (2 NFE)
+
+Against the reference code (kuleshov-group/remdm, diffusion.py at f830d65: `_ddpm_caching_update`
+l. 658-788, `_dfm_caching_update` l. 595-656). It fixes alpha_t = 1 - t (loglinear noise, l. 659, 664),
+draws every categorical by Gumbel-max over unnormalised weights, so that a negative weight is never drawn
+(l. 26-31; `remdm_transition`'s clip does the same), redraws a kept unmasked token from x_theta (the same as
+keeping it, for the carry-over predictors of MDLM and of this library), and ends its grid at t = 1e-5
+followed by an argmax "noise removal" step (l. 858-860, 885-892):
+
+    remdm_cap       l. 700-713   sigma = min(eta, (1 - a_s)/a_t) (eta at a_t = 0): the same
+    remdm_rescale   l. 714-728   sigma = eta min(1, (1 - a_s)/a_t) (eta at a_t = 0): the same
+    remdm_conf      l. 729-754   sigma^(l) = softmax_l(conf) sigma_max, conf_l = -(x_theta's probability of
+                                 the token when it was decoded, l. 748-752), -inf while masked (l. 753-754,
+                                 864): no eta, so the same at eta = 1 (the default); eta < 1 is this library's
+    remdm_loop      l. 755-781   ReMDMLoop(convention="reference"); the default convention differs at the
+                                 phase boundaries, in the loop's cap and in alpha(t_on) (see `ReMDMLoop`)
+    fb_corrector    l. 686-699   sigma = (a_s - a_t)/a_t (1 at a_t = 0), not clipped: the same wherever
+                                 sigma <= sigma_max, i.e. 2 a_s <= 1 + a_t
+    dfm_corrector   l. 595-656   sigma = beta_t (a_s/a_t - 1) (l. 603-604, 644) on its own adaptive grid
+                                 (l. 605-608), which keeps sigma admissible; here any grid, sigma clipped
 """
 
 from __future__ import annotations
@@ -28,9 +47,9 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 
-from diffserial.samplers.checks import check_real
 from diffserial.samplers.masked.gumbel import random_words, uniform_from_words
 from diffserial.samplers.masked.state import MaskedRule, draw_tokens, predict_logp
+from diffserial.validation import check_choice, check_real
 
 Array = jax.Array
 
@@ -63,17 +82,19 @@ class _ReMDMFamily(MaskedRule):
     """One predictor call at (x_t, t), candidate tokens drawn from it, then `remdm_transition` with the
     subclass's (alpha_t, alpha_s, m_t, m_s) and sigma (for unmasked, for masked positions)."""
 
-    def _alphas(self, schedule, t, s):
+    def alphas(self, schedule, t, s):
+        """(alpha_t, alpha_s, m_t, m_s) of the step t -> s: the schedule's."""
         return schedule.alpha(t), schedule.alpha(s), schedule.mask_prob(t), schedule.mask_prob(s)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+        """(sigma on unmasked positions, sigma on masked positions) of the step t -> s, each a scalar or (L,)."""
         raise NotImplementedError
 
     def _remdm_step(self, schedule, predictor, x, state, t, s, tok_words, u_words):
         mask_id = self.bound_mask_id()
         tokens, p_tok = draw_tokens(tok_words, predict_logp(predictor, x, t, mask_id))
-        a_t, a_s, m_t, m_s = self._alphas(schedule, t, s)
-        sig_u, sig_m = self._sigmas(a_t, a_s, m_t, m_s, t, s, x, state)
+        a_t, a_s, m_t, m_s = self.alphas(schedule, t, s)
+        sig_u, sig_m = self.sigmas(a_t, a_s, m_t, m_s, t, s, x, state)
         u = uniform_from_words(u_words)
         x_s, revealed = remdm_transition(x, state.fixed, tokens, a_t, m_t, m_s, sig_u, sig_m, u, mask_id)
         return x_s, state._replace(psi=jnp.where(revealed, p_tok, state.psi))
@@ -91,7 +112,7 @@ class Ancestral(_ReMDMFamily):
     predictor's marginal; revealed tokens never change; s = 0 reveals all that is left.
     (Sahoo et al. 2024, MDLM eq. 7; Shi et al. 2024, MD4 eq. 5.) ReMDM with sigma = 0."""
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         return 0.0, 0.0
 
 
@@ -105,7 +126,7 @@ class ReMDMCap(_ReMDMFamily):
     def __post_init__(self):
         check_real("eta", self.eta, 0.0, 1.0)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         sigma = jnp.minimum(self.eta, sigma_max(alpha_t, mask_s))
         return sigma, sigma
 
@@ -119,7 +140,7 @@ class ReMDMRescale(_ReMDMFamily):
     def __post_init__(self):
         check_real("eta", self.eta, 0.0, 1.0)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         sigma = self.eta * sigma_max(alpha_t, mask_s)
         return sigma, sigma
 
@@ -131,18 +152,20 @@ class ReMDMConf(_ReMDMFamily):
         sigma^(l) = eta_conf^(l) eta sigma_max,   eta_conf^(l) = exp(-psi_l) / sum_{l'} exp(-psi_l'),
 
     psi_l = the predictor's probability of token l when it was (last) decoded, kept in the state; the sum
-    runs over the unmasked, non-fixed positions (psi = +inf for masked ones, and prompt tokens are never
-    remasked). Masked positions are decoded with the MDLM posterior (sigma = 0), as in the paper, so unlike
-    the scalar schedules this rule does not preserve the forward marginals exactly. The paper's
-    Alg. 2 stores psi when a token is decoded (followed here); the official code is reported to
-    recompute it from the current prediction, which with carry-over predictors is always 1."""
+    runs over the unmasked, non-fixed positions (masked ones weigh 0, as if psi = +inf, and prompt tokens
+    are never remasked). Masked positions are decoded with the MDLM posterior (sigma = 0), as in the paper, so unlike
+    the scalar schedules this rule does not preserve the forward marginals exactly. psi is stored when a
+    token is decoded, as in the paper's Alg. 2 and in the reference code (kuleshov-group/remdm
+    diffusion.py l. 748-752: conf = -x_theta(decoded token) at the step that reveals it, -inf once
+    remasked, l. 753-754). The reference code has no eta (l. 736-739: sigma^(l) = softmax_l(-psi)
+    sigma_max): eta = 1, the default, is that rule; eta < 1 scales it as remdm_rescale scales sigma_max."""
 
     eta: float = 1.0
 
     def __post_init__(self):
         check_real("eta", self.eta, 0.0, 1.0)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         eligible = (x != self.bound_mask_id()) & ~state.fixed
         w = jnp.where(eligible, jnp.exp(-state.psi), 0.0)
         total = jnp.sum(w)
@@ -150,10 +173,14 @@ class ReMDMConf(_ReMDMFamily):
         return eta_conf * (self.eta * sigma_max(alpha_t, mask_s)), 0.0
 
 
+LOOP_CONVENTIONS = ("schedule", "reference")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ReMDMLoop(_ReMDMFamily):
-    """ReMDM-loop (Wang et al. 2025, Sec. 4.2 and Alg. 3) with the max-capped sigma in the loop.
+    """ReMDM-loop (Wang et al. 2025, Sec. 4.2 and Alg. 3), in one of two conventions.
 
+    convention = "schedule" (the default): the max-capped sigma in the loop, phases through the schedule.
     The grid times ts decide the phases through an effective schedule alpha_eff(t) = alpha(u(t)),
 
         u(t) = t                  for t >= t_on       phase 1: MDLM (sigma = 0) from alpha(1) to alpha(t_on),
@@ -165,14 +192,33 @@ class ReMDMLoop(_ReMDMFamily):
     sigma a / (1 - a), which keeps the fraction of unmasked tokens at a. Steps straddling t_on or t_off
     are MDLM steps of the effective schedule. On the uniform grid about T (1 - t_on) steps fall in
     phase 1, T (t_on - t_off) in the loop and T t_off in phase 3 (Alg. 3 with n_phase1 = T (1 - t_on),
-    n_phase2 = T (t_on - t_off)). Defaults: eta = 0.02, t_on = 0.55, t_off = 0.05 (the paper's OWT
-    setting). Deviation: the paper's code takes alpha(t_on) as a free hyperparameter alpha_on (0.9);
-    here it is the schedule's value at t_on.
+    n_phase2 = T (t_on - t_off)). Every step is then an exact ReMDM step of alpha_eff with an admissible
+    sigma, and the last step (s = 0) reveals every position on any grid. alpha(t_on) is the schedule's;
+    alpha_on must be None.
+
+    convention = "reference": the reference code (kuleshov-group/remdm diffusion.py l. 755-781), which
+    ignores the schedule and takes alpha_on, alpha(t_on), as a free hyperparameter (0.9 in its OWT script
+    with eta = 0.02, t_on = 0.55, t_off = 0.05). The phase of a step t -> s is decided by t alone:
+
+        t > t_on           MDLM on m(u) = 1 - alpha_on (1 - u) / (1 - t_on), u = t, s   (l. 758-760, 767-772)
+        t <= t_off         MDLM on m(u) = (1 - alpha_on) u / t_off, u = t, s            (l. 761-763, 767-772)
+        t_off < t <= t_on  loop at alpha_s = alpha_t = alpha_on with sigma = eta, not capped (l. 773-781),
+
+    so a step straddling t_on or t_off extrapolates its phase's line, or stays in the loop, past the
+    boundary. On a grid whose last step starts in (t_off, t_on] (2 <= T < 1 / t_off on the uniform grid)
+    positions may still be masked after s = 0: the reference follows its grid with an argmax step
+    (l. 885-892), not done here. With the linear schedule, alpha_on = 1 - t_on and a grid with t_on and
+    t_off on it, the two conventions give the same alphas and, wherever eta <= min(1, (1 - alpha_on) /
+    alpha_on), the same sigma (up to rounding).
+
+    Defaults: eta = 0.02, t_on = 0.55, t_off = 0.05 (the paper's OWT setting), convention "schedule".
     """
 
     eta: float = 0.02
     t_on: float = 0.55
     t_off: float = 0.05
+    convention: str = "schedule"
+    alpha_on: float | None = None
 
     def __post_init__(self):
         check_real("eta", self.eta, 0.0, 1.0)
@@ -180,16 +226,45 @@ class ReMDMLoop(_ReMDMFamily):
         check_real("t_on", self.t_on, 0.0, 1.0, low_open=True)
         if not self.t_off < self.t_on:
             raise ValueError(f"need 0 < t_off < t_on <= 1; got t_off={self.t_off}, t_on={self.t_on}")
+        check_choice("convention", self.convention, LOOP_CONVENTIONS)
+        if self.convention == "reference":
+            if self.alpha_on is None:
+                raise ValueError("convention 'reference' needs alpha_on, the reference code's alpha at t_on "
+                                 "(0.9 in its OWT script)")
+            check_real("alpha_on", self.alpha_on, 0.0, 1.0, low_open=True, high_open=True)
+        elif self.alpha_on is not None:
+            raise ValueError(f"alpha_on is a field of convention 'reference'; convention 'schedule' takes "
+                             f"alpha(t_on) from the schedule; got alpha_on={self.alpha_on!r}")
 
     def effective_time(self, t: Array) -> Array:
-        """u(t): the schedule time whose alpha the loop uses at grid time t."""
+        """u(t): the schedule time whose alpha the loop uses at grid time t (convention "schedule")."""
         return jnp.where(t >= self.t_on, t, jnp.where(t >= self.t_off, self.t_on, t * (self.t_on / self.t_off)))
 
-    def _alphas(self, schedule, t, s):
+    def alphas(self, schedule, t, s):
+        """(alpha_t, alpha_s, m_t, m_s): alpha(u(t)), alpha(u(s)) of the schedule, or with convention
+        "reference" m = 1 - alpha from the line of t's phase (see the class docstring)."""
+        if self.convention == "reference":
+            return self._reference_alphas(t, s)
         u_t, u_s = self.effective_time(t), self.effective_time(s)
         return schedule.alpha(u_t), schedule.alpha(u_s), schedule.mask_prob(u_t), schedule.mask_prob(u_s)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def _reference_alphas(self, t, s):
+        a_on = self.alpha_on
+        phase1, phase3 = t > self.t_on, t <= self.t_off
+
+        def mask(u):
+            return jnp.where(phase1, 1.0 - (1.0 - u) * (a_on / (1.0 - self.t_on)),
+                             jnp.where(phase3, u * ((1.0 - a_on) / self.t_off), 1.0 - a_on))
+
+        m_t, m_s = mask(t), mask(s)
+        return 1.0 - m_t, 1.0 - m_s, m_t, m_s
+
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+        """sigma = min(eta, sigma_max) on loop steps (t <= t_on and s >= t_off), else 0; with convention
+        "reference" sigma = eta where t_off < t <= t_on, else 0."""
+        if self.convention == "reference":
+            sigma = jnp.where((t > self.t_off) & (t <= self.t_on), self.eta, 0.0)
+            return sigma, sigma
         loop = (t <= self.t_on) & (s >= self.t_off)
         sigma = jnp.where(loop, jnp.minimum(self.eta, sigma_max(alpha_t, mask_s)), 0.0)
         return sigma, sigma
@@ -210,9 +285,11 @@ class FBCorrector(_ReMDMFamily):
     [0, sigma_max] (where it exceeds sigma_max the posterior would not be a distribution). By their
     Thm 4.1 this equals an ancestral step to s followed by one corrector step that remasks each
     unmasked non-fixed token w.p. sigma and reveals each masked one w.p. sigma alpha_s / (1 - alpha_s)
-    with the same prediction x_theta(z_t): one predictor evaluation per step."""
+    with the same prediction x_theta(z_t): one predictor evaluation per step. The reference code does not
+    clip (kuleshov-group/remdm diffusion.py l. 689-692); it is the same wherever sigma <= sigma_max, and
+    unclipped, the last step to s = 0 here would remask w.p. min(1, (1 - alpha_t)/alpha_t)."""
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         sigma = _corrector_sigma(1.0, alpha_t, alpha_s, mask_s)
         return sigma, sigma
 
@@ -222,7 +299,10 @@ class DFMCorrector(_ReMDMFamily):
     """MDLM predictor + discrete-flow-matching corrector (Gat et al. 2024), implemented through its
     ReMDM characterisation (Wang et al. 2025, Prop. 4.3): sigma_t = beta_t (alpha_s - alpha_t) / alpha_t,
     clipped to [0, sigma_max], with the corrector schedule beta_t = A t^a (1 - t)^b, A = 10, a = b = 1/4
-    (Wang et al. App. D.1, following Gat et al.). One predictor evaluation per step (Thm 4.1)."""
+    (Wang et al. App. D.1, following Gat et al.). One predictor evaluation per step (Thm 4.1). The
+    reference code (kuleshov-group/remdm diffusion.py l. 595-656) has the same beta_t and sigma but
+    chooses its own step, dt = min(1/T, 1 / ((1 + beta_t)/t + beta_t/(1 - t))) (l. 605-608), for which
+    sigma never exceeds sigma_max; on a given grid sigma is clipped instead."""
 
     A: float = 10.0
     a: float = 0.25
@@ -233,7 +313,7 @@ class DFMCorrector(_ReMDMFamily):
         check_real("a", self.a, 0.0)
         check_real("b", self.b, 0.0)
 
-    def _sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
+    def sigmas(self, alpha_t, alpha_s, mask_t, mask_s, t, s, x, state):
         beta = self.A * t**self.a * (1.0 - t) ** self.b
         sigma = _corrector_sigma(beta, alpha_t, alpha_s, mask_s)
         return sigma, sigma

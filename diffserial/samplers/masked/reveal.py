@@ -22,9 +22,9 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from diffserial.samplers.checks import check_positive_int, check_real
 from diffserial.samplers.masked.gumbel import gumbel_from_words, random_words, uniform_from_words
 from diffserial.samplers.masked.state import MaskedRule, draw_tokens, predict_logp, select_top
+from diffserial.validation import check_positive_int, check_real
 
 Array = jax.Array
 

@@ -18,7 +18,6 @@ from jax.sharding import Mesh
 
 from diffserial.processes.masked import SCHEDULES, MaskingSchedule
 from diffserial.registry import lookup
-from diffserial.samplers.checks import check_positive_int
 from diffserial.samplers.initializers import constant, initial_tokens
 from diffserial.samplers.loop import DEFAULT_BLOCK_SIZE, run_chain
 from diffserial.samplers.masked.remdm import (
@@ -27,6 +26,7 @@ from diffserial.samplers.masked.reveal import (
     FirstHitting, MaskGIT, SemiAR, TopKConfidence, TopKEntropy, TopKMargin, TopKRandom)
 from diffserial.samplers.masked.state import MaskedRule, Predictor
 from diffserial.samplers.rule import Rule
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 

@@ -17,7 +17,8 @@ given, never masked, never revised. Rules need the MASK id, held in their `mask_
 `sample_masked` binds it (`rule.bind(V)`). Notation for one step t -> s < t: a_t = alpha_t,
 m_t = 1 - a_t (the schedule's `mask_prob`, no cancellation), x_theta = the predictor's marginals at
 (x_t, t), one draw per position from x_theta is the "candidate token". The last step (s = 0) leaves no
-position masked, for every rule.
+position masked, for every rule but `ReMDMLoop(convention="reference")` on a grid whose last step starts
+inside its loop.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Callable, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffserial.samplers.checks import check_positive_int
 from diffserial.samplers.masked.gumbel import gumbel_from_words
+from diffserial.validation import check_positive_int
 
 Array = jax.Array
 Predictor = Callable[[Array, Array], Array]

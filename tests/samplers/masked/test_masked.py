@@ -271,7 +271,7 @@ def test_bad_input_raises_before_compiling():
         _call(ts=jnp.array([1.0]))
     with pytest.raises(ValueError, match="ts\\[-1\\] must be 0"):
         _call(ts=jnp.array([1.0, 0.5]))
-    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
         M.masked_grid(0)
     for name in ("topk_confidence", "topk_margin", "topk_entropy", "topk_random"):
         with pytest.raises(ValueError, match="k \\(positions revealed per step\\)"):
