@@ -16,6 +16,8 @@ import os
 
 from etils import epath
 
+from diffserial import jsonl
+
 RESULTS_FILE = "results.jsonl"
 SUMMARY_FILE = "summary.json"
 
@@ -36,22 +38,7 @@ def read_rows(workdir: str | os.PathLike) -> list[dict]:
     other line that is not a JSON object raises ValueError naming it.
     """
     path = _study_file(workdir, RESULTS_FILE)
-    text = path.read_text()
-    lines = text.splitlines()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines) and not text.endswith("\n"):
-                break  # the torn last append of an interrupted study
-            raise ValueError(f"{os.fspath(path)}, line {number}, is not JSON ({error}): {line[:80]!r}") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{os.fspath(path)}, line {number}, is not a JSON object: {line[:80]!r}")
-        rows.append(row)
-    return rows
+    return [row for _, row in jsonl.parse_objects(path.read_text(), os.fspath(path))]
 
 
 def load_results(workdir: str | os.PathLike):

@@ -64,6 +64,7 @@ from tensorboardX.event_file_writer import EventsWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 
+from diffserial import jsonl
 from diffserial.validation import check_int
 
 METRICS_FILE = "metrics.jsonl"
@@ -75,20 +76,11 @@ RESERVED_KEYS = ("step", "wall_time")
 def parse_rows(text: str, source: str) -> list[dict]:
     """The JSON objects of a metrics.jsonl text, one per non-blank line, each with an integer "step"; a
     final line that has no newline and is not JSON (an append cut short by a crash) is dropped."""
-    lines = text.splitlines()
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            if number == len(lines) and not text.endswith("\n"):
-                break  # a torn final append
-            raise ValueError(f"{source}, line {number}, is not JSON ({error}): {line[:80]!r}") from None
-        step = row.get("step") if isinstance(row, dict) else None
+    for number, row in jsonl.parse_objects(text, source):
+        step = row.get("step")
         if isinstance(step, bool) or not isinstance(step, int):
-            raise ValueError(f'{source}, line {number}, is not an object with an integer "step": {line[:80]!r}')
+            raise ValueError(f'{source}, line {number}, is not an object with an integer "step": {row!r:.80}')
         rows.append(row)
     return rows
 
