@@ -158,7 +158,8 @@ def flop_estimate(config: ml_collections.ConfigDict) -> dict[str, float]:
     train = sample = 0.0
     for task, n, family in runs(config):
         c = train_config(config, task, n, family)
-        length, generated = _layout(config, task, n, family).length, _layout(config, task, n, family).generated_len
+        layout = _layout(config, task, n, family)
+        length, generated = layout.length, layout.generated_len
         width = c.model.width
         blocks = c.model.get("depth") or c.model.get("loops") or c.model.get("layers") or 1
         per_token = 12 * width ** 2 * blocks + 2 * length * width * blocks
