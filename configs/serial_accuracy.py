@@ -53,6 +53,7 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
                   else ("transformer", "supervised", "cot"))
     c.loops_per_n = 0.5  # looped family: loops = max(1, ceil(loops_per_n * n))
     c.circuit_width = 4  # circuit_value, arithmetic_circuit: inputs and gates per layer (n = depth)
+    c.circuit_wiring = "absolute"  # circuit_value's prompt layout: "absolute" wire numbers or "relative" offsets
     c.arithmetic_modulus = 7  # arithmetic_circuit: values in Z_p
     c.ca_width = 32 if paper else 16  # rule110: row width (n = automaton steps); 2^16 prompts at 16
     c.billiards_side = 6  # billiards (2-D hard balls, BBMCA): side of the square torus, 2^36 at 6

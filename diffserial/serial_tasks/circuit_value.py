@@ -22,6 +22,20 @@ Token layout of `CircuitValueTask(n_inputs, width, depth)` (vocab_size = 6 + max
 
 With n_outputs = 1 this is the standard single-output CVP; the chain of thought is one circuit layer per
 block of w tokens (Thm 3.1 of the DLM paper: one layer per round).
+
+`wiring="relative"` writes the same circuit so that every lookup the chain of thought needs is a relative
+offset (what rotary attention expresses; vocab_size = 6 + max(n, w) + w - 1):
+
+    6 + (j - i + w - 1)   a wire of gate i naming wire j of the previous layer, by its offset
+                          delta = j - i in -(w-1) .. max(n, w)-1
+    prompt  = x_0 .. x_{n-1}, then the d w types (2 + type), then the d w in_a offsets, then the d w
+              in_b offsets, each stream layer by layer                                length n + 3 d w
+
+In the absolute layout, the cot token of gate (l, i) finds its triple at a distance that depends on (l, i)
+and its operands at positions named by absolute wire numbers, neither of which a relative-position model
+can read without knowing its own absolute position; in the relative one its type and wires are at fixed
+distances from it (one per stream) and its operands at distances set by the offset token alone: delta - w
+into the previous cot block, or delta - (prompt length) into the inputs for layer 0.
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ import jax.numpy as jnp
 from diffserial.circuits import GATE_NAMES, LayeredCircuit, layer_values
 from diffserial.pytrees import static_dataclass
 from diffserial.serial_tasks.common import MAX_RANGE, Example, LayeredCircuitLayout, SerialTask, below, random_words, top_bit
-from diffserial.validation import check_int
+from diffserial.validation import check_choice, check_int
 
 Array = jax.Array
 
@@ -53,9 +67,10 @@ def gate_ids_from_names(gate_types: Sequence[str]) -> tuple[int, ...]:
     return tuple(GATE_NAMES.index(name) for name in gate_types)
 
 
-def circuit_vocab_size(n_inputs: int, width: int) -> int:
-    """Bits, gate types and wire indices: 6 + max(n, w)."""
-    return WIRE_OFFSET + max(n_inputs, width)
+def circuit_vocab_size(n_inputs: int, width: int, wiring: str = "absolute") -> int:
+    """Bits, gate types and wire tokens: 6 + max(n, w) wire numbers, or 6 + max(n, w) + w - 1 offsets
+    (relative)."""
+    return WIRE_OFFSET + max(n_inputs, width) + (0 if wiring == "absolute" else width - 1)
 
 
 def random_wiring(words: Array, n_inputs: int, width: int, depth: int) -> tuple[Array, Array]:
@@ -97,6 +112,30 @@ def decode_circuit(prompt: Array, n_inputs: int, width: int, depth: int) -> tupl
     return LayeredCircuit(gate_types=types, in_a=in_a, in_b=in_b, n_inputs=n_inputs), inputs
 
 
+def encode_relative(circuit: LayeredCircuit, inputs: Array) -> Array:
+    """Prompt tokens (n + 3 d w,) of the relative layout: the inputs, the types, the in_a offsets, the in_b
+    offsets (6 + j - i + w - 1 for wire j of gate i)."""
+    width = circuit.width
+    gate = jnp.arange(width, dtype=jnp.int32)
+    streams = [TYPE_OFFSET + circuit.gate_types, WIRE_OFFSET + circuit.in_a - gate + width - 1,
+               WIRE_OFFSET + circuit.in_b - gate + width - 1]
+    return jnp.concatenate([jnp.asarray(inputs, jnp.int32)] + [s.reshape(-1).astype(jnp.int32) for s in streams])
+
+
+def decode_relative(prompt: Array, n_inputs: int, width: int, depth: int) -> tuple[LayeredCircuit, Array]:
+    """Inverse of `encode_relative` for a well-formed prompt; out-of-range tokens are clipped into range."""
+    inputs = jnp.clip(prompt[:n_inputs], 0, 1)
+    types, in_a, in_b = prompt[n_inputs:n_inputs + 3 * depth * width].reshape(3, depth, width)
+    fan_in = jnp.array([n_inputs] + [width] * (depth - 1), jnp.int32)[:, None]
+    gate = jnp.arange(width, dtype=jnp.int32)
+    wire = lambda tokens: jnp.clip(tokens - WIRE_OFFSET - width + 1 + gate, 0, fan_in - 1)
+    return (LayeredCircuit(gate_types=jnp.clip(types - TYPE_OFFSET, 0, len(GATE_NAMES) - 1), in_a=wire(in_a),
+                           in_b=wire(in_b), n_inputs=n_inputs), inputs)
+
+
+WIRINGS = {"absolute": (encode_circuit, decode_circuit), "relative": (encode_relative, decode_relative)}
+
+
 def check_circuit_shape(n_inputs, width, depth) -> None:
     """ValueError unless n_inputs, width (both at most MAX_RANGE, the wire-sampling limit) and depth are
     ints >= 1."""
@@ -108,7 +147,8 @@ def check_circuit_shape(n_inputs, width, depth) -> None:
 @static_dataclass
 class CircuitValueTask(LayeredCircuitLayout, SerialTask):
     """CVP on a random layered circuit per example (gate types from `gate_types`); see the module
-    docstring for the token layout. cot is None if not with_cot or depth = 1."""
+    docstring for the token layouts (`wiring` "absolute" or "relative"). cot is None if not with_cot or
+    depth = 1."""
 
     n_inputs: int
     width: int
@@ -116,15 +156,17 @@ class CircuitValueTask(LayeredCircuitLayout, SerialTask):
     n_outputs: int = 1
     gate_types: tuple[str, ...] = GATE_NAMES
     with_cot: bool = True
+    wiring: str = "absolute"
 
     def __post_init__(self):
         check_circuit_shape(self.n_inputs, self.width, self.depth)
+        check_choice("wiring", self.wiring, tuple(WIRINGS))
         check_int("n_outputs", self.n_outputs, 1, self.width)
         gate_ids_from_names(self.gate_types)
 
     @property
     def vocab_size(self) -> int:
-        return circuit_vocab_size(self.n_inputs, self.width)
+        return circuit_vocab_size(self.n_inputs, self.width, self.wiring)
 
     def sample_one(self, key: Array) -> Example:
         """A random circuit and input; answer = first n_outputs gates of the last layer; cot = the other
@@ -133,9 +175,11 @@ class CircuitValueTask(LayeredCircuitLayout, SerialTask):
                                          gate_ids_from_names(self.gate_types))
         values = layer_values(circuit, inputs)
         cot = values[:-1].reshape(-1) if self.cot_len else None
-        return Example(prompt=encode_circuit(circuit, inputs), answer=values[-1, :self.n_outputs], cot=cot)
+        encode, _ = WIRINGS[self.wiring]
+        return Example(prompt=encode(circuit, inputs), answer=values[-1, :self.n_outputs], cot=cot)
 
     def solve(self, prompt: Array) -> Array:
         """Decode the circuit and evaluate it layer by layer (`circuits.layer_values`)."""
-        circuit, inputs = decode_circuit(prompt, self.n_inputs, self.width, self.depth)
+        _, decode = WIRINGS[self.wiring]
+        circuit, inputs = decode(prompt, self.n_inputs, self.width, self.depth)
         return layer_values(circuit, inputs)[-1, :self.n_outputs]

@@ -88,7 +88,9 @@ def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
         return {"n": n}
     if task in CIRCUITS:
         args = {"n_inputs": config.circuit_width, "width": config.circuit_width, "depth": n}
-        return {**args, "p": config.arithmetic_modulus} if task == "arithmetic_circuit" else args
+        if task == "arithmetic_circuit":
+            return {**args, "p": config.arithmetic_modulus}
+        return {**args, "wiring": config.get("circuit_wiring", "absolute")}
     if task in BILLIARDS:
         return {"steps": n, "height": config.billiards_side, "width": config.billiards_side}
     return {"width": config.ca_width, "steps": n}

@@ -107,3 +107,32 @@ def test_registry_and_bad_arguments():
         CircuitValueTask(3, 2, 2, n_outputs=3)
     with pytest.raises(ValueError, match="width must be an int in 1..32768"):
         CircuitValueTask(3, 0, 2)
+
+
+def parse_relative(prompt, n, w, d):
+    """(inputs, gates) from the relative layout: n bits, d*w type tokens, then d*w in_a and d*w in_b offset
+    tokens 6 + (j - i + w - 1) for wire j of gate i."""
+    inputs = [int(t) for t in prompt[:n]]
+    types, in_a, in_b = (np.asarray(prompt[n + k * d * w:n + (k + 1) * d * w]).reshape(d, w) for k in range(3))
+    return inputs, [[(int(types[l, i]), int(in_a[l, i]) - 6 - (w - 1) + i, int(in_b[l, i]) - 6 - (w - 1) + i)
+                     for i in range(w)] for l in range(d)]
+
+
+@pytest.mark.parametrize("n, w, d", [(5, 4, 6), (3, 6, 3), (4, 4, 2)])
+def test_relative_wiring_matches_recursive_evaluator_and_absolute_layout(n, w, d):
+    """Same key: the relative layout holds the same circuit as the absolute one (wire offsets in range),
+    answer and cot match the recursive evaluator, and the checker accepts the truth."""
+    rel, ab = CircuitValueTask(n, w, d, wiring="relative"), CircuitValueTask(n, w, d)
+    ex, ex_abs = jax.device_get(rel.sample(KEY, BATCH)), jax.device_get(ab.sample(KEY, BATCH))
+    assert rel.vocab_size == 6 + max(n, w) + w - 1 and ex.prompt.max() < rel.vocab_size
+    np.testing.assert_array_equal(ex.answer, ex_abs.answer)
+    for k, prompt in enumerate(ex.prompt):
+        inputs, gates = parse_relative(prompt, n, w, d)
+        assert (inputs, gates) == parse(ex_abs.prompt[k], n, w, d)
+        memo = {}
+        np.testing.assert_array_equal(ex.answer[k], [recursive_value(inputs, gates, d - 1, 0, memo)])
+        np.testing.assert_array_equal(ex.cot[k], [recursive_value(inputs, gates, l, i, memo)
+                                                  for l in range(d - 1) for i in range(w)])
+    assert bool(np.all(rel.check(ex.prompt, ex.answer)))
+    with pytest.raises(ValueError, match="wiring must be one of"):
+        CircuitValueTask(n, w, d, wiring="sideways")
