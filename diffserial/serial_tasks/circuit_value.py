@@ -73,10 +73,15 @@ def circuit_vocab_size(n_inputs: int, width: int, wiring: str = "absolute") -> i
     return WIRE_OFFSET + max(n_inputs, width) + (0 if wiring == "absolute" else width - 1)
 
 
+def layer_fan_in(n_inputs: int, width: int, depth: int) -> Array:
+    """(d, 1) int32: how many wires gate (l, .) can name, n for layer 0 and w for layers >= 1."""
+    return jnp.array([n_inputs] + [width] * (depth - 1), jnp.int32)[:, None]
+
+
 def random_wiring(words: Array, n_inputs: int, width: int, depth: int) -> tuple[Array, Array]:
     """(in_a, in_b) int32 (d, w) from 2 d w random words: uniform on 0..n-1 for layer 0 and on 0..w-1
     for layers >= 1 (`common.below`)."""
-    fan_in = jnp.array([n_inputs] + [width] * (depth - 1), jnp.int32)[:, None]
+    fan_in = layer_fan_in(n_inputs, width, depth)
     wires = below(words.reshape(2, depth, width), fan_in)
     return wires[0], wires[1]
 
@@ -105,7 +110,7 @@ def decode_circuit(prompt: Array, n_inputs: int, width: int, depth: int) -> tupl
     into range (the result is then some valid circuit, not an error: this runs under jit)."""
     inputs = jnp.clip(prompt[:n_inputs], 0, 1)
     triples = prompt[n_inputs:n_inputs + 3 * depth * width].reshape(depth, width, 3)
-    fan_in = jnp.array([n_inputs] + [width] * (depth - 1), jnp.int32)[:, None]
+    fan_in = layer_fan_in(n_inputs, width, depth)
     types = jnp.clip(triples[..., 0] - TYPE_OFFSET, 0, len(GATE_NAMES) - 1)
     in_a = jnp.clip(triples[..., 1] - WIRE_OFFSET, 0, fan_in - 1)
     in_b = jnp.clip(triples[..., 2] - WIRE_OFFSET, 0, fan_in - 1)
@@ -126,7 +131,7 @@ def decode_relative(prompt: Array, n_inputs: int, width: int, depth: int) -> tup
     """Inverse of `encode_relative` for a well-formed prompt; out-of-range tokens are clipped into range."""
     inputs = jnp.clip(prompt[:n_inputs], 0, 1)
     types, in_a, in_b = prompt[n_inputs:n_inputs + 3 * depth * width].reshape(3, depth, width)
-    fan_in = jnp.array([n_inputs] + [width] * (depth - 1), jnp.int32)[:, None]
+    fan_in = layer_fan_in(n_inputs, width, depth)
     gate = jnp.arange(width, dtype=jnp.int32)
     wire = lambda tokens: jnp.clip(tokens - WIRE_OFFSET - width + 1 + gate, 0, fan_in - 1)
     return (LayeredCircuit(gate_types=jnp.clip(types - TYPE_OFFSET, 0, len(GATE_NAMES) - 1), in_a=wire(in_a),

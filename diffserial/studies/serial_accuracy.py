@@ -90,7 +90,7 @@ def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
         args = {"n_inputs": config.circuit_width, "width": config.circuit_width, "depth": n}
         if task == "arithmetic_circuit":
             return {**args, "p": config.arithmetic_modulus}
-        return {**args, "wiring": config.get("circuit_wiring", "absolute")}
+        return {**args, "wiring": config.circuit_wiring}
     if task in BILLIARDS:
         return {"steps": n, "height": config.billiards_side, "width": config.billiards_side}
     return {"width": config.ca_width, "steps": n}
