@@ -37,12 +37,15 @@ input whatever T is, which is the trivial form of "more steps add nothing".
 
 Accuracy = the fraction of seeds whose answer passes `task.check` (the sampled chain of thought is not scored),
 with a 95% Clopper-Pearson interval; `best_constant` = the frequency of the most common true answer among the
-same prompts (the accuracy of the best constant guess: 1/2 for parity, ~1/120 for S5).
+same prompts (the accuracy of the best constant guess: 1/2 for parity, ~1/120 for S5), and `best_one_token` =
+the accuracy of the best guess that reads a single prompt token (`best_one_token`; e.g. the output gate's type
+of a circuit, which alone predicts its value on ~70% of circuits). "Chance" is the larger of the two: a
+model at that level has learned nothing a one-token lookup would not give.
 Every family and sampler at a given n sees the same prompts (the evaluation key depends on n only), so the
 comparisons are paired.
 
 The summary states, per task, whether a size cliff was found (`cliff`): with the first sampler at T = G, the
-fixed-depth transformer is above chance (accuracy_lo > best_constant) at the smallest n and at chance at the
+fixed-depth transformer is above chance (accuracy_lo > best_one_token) at the smallest n and at chance at the
 largest, while the cot family -- the same network given one computation layer per cot block -- is still
 above chance at the largest n.
 """
@@ -62,6 +65,7 @@ import numpy as np
 from diffserial.metrics.intervals import clopper_pearson
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.registry import lookup
+from diffserial import serial_tasks
 from diffserial.samplers import (CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, PromptThenMasks, continuous_sampler, masked_grid,
                                  masked_sampler, sample_masked, seed_mesh)
 from diffserial.studies import report, serial_continuous
@@ -106,11 +110,18 @@ def loops_for(config: ml_collections.ConfigDict, n: int) -> int:
     return max(1, math.ceil(config.loops_per_n * n))
 
 
+def has_cot(config: ml_collections.ConfigDict, task: str, n: int) -> bool:
+    """Whether `task` at size n has intermediate steps to write down (a circuit of depth 1 has none)."""
+    return serial_tasks.make_task(task, **task_args(config, task, n), with_cot=True).cot_len > 0
+
+
 def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: str) -> ml_collections.ConfigDict:
     """config.train for (task, n, family): the serial task and its size, cot, the family's network
     (config.models[network], loops from `loops_for` for the looped one), total_steps = config.train_steps, and
-    for the continuous family task serial_continuous with total_steps = config.continuous_train_steps."""
+    for the continuous family task serial_continuous with total_steps = config.continuous_train_steps. The cot
+    family at a size whose chain of thought is empty (`has_cot`: circuit depth 1) is the direct answer."""
     network, cot = lookup(FAMILIES, "family", family)
+    cot = cot and has_cot(config, task, n)
     c = ml_collections.ConfigDict(config.train.to_dict())
     if family == CONTINUOUS:
         c.task = "serial_continuous"
@@ -225,9 +236,28 @@ def sample(config, layout: training_tasks.SerialLayout, predictor, sampler: str,
         init_fn=PromptThenMasks(layout), mesh=mesh, block_size=config.block_size, pad_to=pad_to)
 
 
+def best_one_token(prompt: np.ndarray, truth: np.ndarray) -> float:
+    """Accuracy of the best guess of the whole answer from one prompt token, in-sample on N prompts:
+
+        max_p (1/N) sum_v max_a #{i : prompt[i, p] = v, truth_i = a},
+
+    i.e. for each position p, guess per token value v the most common answer a among the prompts with v at p.
+    It is >= the best constant guess (max_a #{i : truth_i = a} / N) and, fitted on the same prompts, optimistic
+    by at most (number of token values) / N when the answers are all distinct."""
+    _, answer_id = np.unique(truth.reshape(len(truth), -1), axis=0, return_inverse=True)
+    answer_id = answer_id.reshape(-1)
+    best = np.bincount(answer_id).max()
+    for column in np.asarray(prompt, np.int64).T:
+        joint = np.zeros((column.max() + 1, answer_id.max() + 1), np.int64)
+        np.add.at(joint, (column, answer_id), 1)
+        best = max(best, joint.max(axis=1).sum())
+    return float(best / len(truth))
+
+
 def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
-    """Exact accuracy of the sampled answers (task.check), its 95% interval, the best constant guess's
-    accuracy on the same prompts, and the number of sequences with a MASK left (0 for every rule)."""
+    """Exact accuracy of the sampled answers (task.check), its 95% interval, the accuracy of the best constant
+    guess and of the best one-token guess (`best_one_token`) on the same prompts, and the number of sequences
+    with a MASK left (0 for every rule)."""
     prompt, answer = layout.split(tokens)
     unfinished = np.any(tokens >= layout.task.vocab_size, axis=1)
     correct = np.asarray(layout.task.check(prompt, np.minimum(answer, layout.task.vocab_size - 1))) & ~unfinished
@@ -236,7 +266,8 @@ def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
     k, n = int(correct.sum()), len(correct)
     lo, hi = clopper_pearson(k, n)
     return {"n_seeds": n, "n_correct": k, "accuracy": k / n, "accuracy_lo": lo, "accuracy_hi": hi,
-            "best_constant": float(counts.max() / n), "n_unfinished": int(unfinished.sum())}
+            "best_constant": float(counts.max() / n), "best_one_token": best_one_token(prompt, truth),
+            "n_unfinished": int(unfinished.sum())}
 
 
 TOKEN_ACCURACY_KEYS = ("answer_token_accuracy", "answer_argmax_accuracy", "cot_token_accuracy")
@@ -338,9 +369,10 @@ def _plateau(group: list[dict]) -> int:
 
 
 def above_chance(row: dict) -> bool:
-    """True when the accuracy is significantly above the best constant guess: its 95% interval's lower end
-    accuracy_lo > best_constant (so "at chance" = the interval reaches down to the constant's accuracy)."""
-    return row["accuracy_lo"] > row["best_constant"]
+    """True when the accuracy is significantly above the best one-token guess (>= the best constant one): its
+    95% interval's lower end accuracy_lo > best_one_token (so "at chance" = the interval reaches down to what
+    reading a single prompt token gives)."""
+    return row["accuracy_lo"] > row["best_one_token"]
 
 
 def final_rows(rows: list[dict], sampler: str) -> dict[tuple[str, int, str], dict]:
@@ -355,7 +387,8 @@ def final_rows(rows: list[dict], sampler: str) -> dict[tuple[str, int, str], dic
 
 def cliff(rows: list[dict], task: str, sampler: str) -> dict:
     """The size cliff of `task` under `sampler` at T = G, between the smallest and the largest n measured: per
-    family and end, the accuracy, its interval's lower end and `above_chance`; the best constant per end; and
+    family and end, the accuracy, its interval's lower end and `above_chance`; the best constant and one-token
+    guesses per end; and
     `found` = the fixed-depth transformer is above chance at the smallest n but not at the largest, while the
     cot family (the same network, one computation layer per cot block) is above chance at the largest n.
     `found` is None when a single size was measured or the transformer or cot family is missing."""
@@ -369,12 +402,14 @@ def cliff(rows: list[dict], task: str, sampler: str) -> dict:
             r = final.get((task, n, family))
             families[family][end] = None if r is None else {
                 "accuracy": r["accuracy"], "accuracy_lo": r["accuracy_lo"], "above_chance": above_chance(r)}
-    constant = {end: next(r["best_constant"] for (_, m, _), r in final.items() if m == n) for end, n in ends.items()}
+    def baseline(name):
+        return {end: next(r[name] for (_, m, _), r in final.items() if m == n) for end, n in ends.items()}
     fixed, cot = families.get("transformer", {}), families.get("cot", {})
     known = len(sizes) > 1 and all(fam.get(end) for fam in (fixed, cot) for end in ends)
     found = (fixed["small"]["above_chance"] and not fixed["large"]["above_chance"]
              and cot["large"]["above_chance"]) if known else None
-    return {"sampler": sampler, "small_n": ends["small"], "large_n": ends["large"], "best_constant": constant,
+    return {"sampler": sampler, "small_n": ends["small"], "large_n": ends["large"],
+            "best_constant": baseline("best_constant"), "best_one_token": baseline("best_one_token"),
             "families": families, "found": found}
 
 
@@ -408,6 +443,7 @@ def summarize(rows: list[dict]) -> dict:
             "accuracy_by_steps": {str(r["steps"]): r["accuracy"] for r in group},
             "plateau_steps": _plateau(group), "generated_len": group[-1]["generated_len"],
             "accuracy_at_max_steps": group[-1]["accuracy"], "best_constant": group[-1]["best_constant"],
+            "best_one_token": group[-1]["best_one_token"],
             "final_loss": group[-1]["final_loss"], "loss_uniform": group[-1].get("loss_uniform"),
             "answer_token_accuracy": group[-1].get("answer_token_accuracy"),
             "cot_token_accuracy": group[-1].get("cot_token_accuracy")}
@@ -439,7 +475,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
                         color=color[family], label=f"{family}, {sampler}",
                         yerr=[[r["accuracy"] - r["accuracy_lo"] for r in curve],
                               [r["accuracy_hi"] - r["accuracy"] for r in curve]])
-        ax.axhline(group[0]["best_constant"], color="k", ls=":", lw=1, label="best constant guess")
+        ax.axhline(group[0]["best_one_token"], color="k", ls=":", lw=1, label="chance (best one-token guess)")
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{task}, n = {n}")
@@ -462,7 +498,7 @@ def plot(rows: list[dict], workdir: str) -> list[str]:
             ax.plot([r["n"] for r in curve], [r["accuracy"] for r in curve], marker="o", color=color[family],
                     label=family)
         base = sorted((r for r in last if r["task"] == task), key=lambda r: r["n"])
-        ax.plot([r["n"] for r in base], [r["best_constant"] for r in base], "k:", lw=1, label="best constant")
+        ax.plot([r["n"] for r in base], [r["best_one_token"] for r in base], "k:", lw=1, label="best one-token guess")
         ax.set_title(task)
         ax.set_xlabel("problem size n")
         ax.set_ylim(-0.02, 1.02)
@@ -536,14 +572,16 @@ def _point_table(rows: list[dict], summary: dict) -> str:
         by = {r["steps"]: r for r in group}
         entry = summary["by_point"][f"{task}/{n}/{family}/{sampler}"]
         line = {"task": task, "n": n, "family": family, "sampler": sampler, "G": entry["generated_len"],
-                "plateau_T": entry["plateau_steps"], "const": entry["best_constant"], "loss": entry["final_loss"],
+                "plateau_T": entry["plateau_steps"], "const": entry["best_constant"],
+                "one_tok": entry["best_one_token"], "loss": entry["final_loss"],
                 "loss_unif": entry["loss_uniform"], "ans_tok": entry["answer_token_accuracy"],
                 "cot_tok": entry["cot_token_accuracy"]}
         line.update({f"T={t}": by[t]["accuracy"] if t in by else None for t in steps})
         lines.append(line)
     cols = (["task", "n", "family", "sampler", "G"] + [f"T={t}" for t in steps]
-            + ["plateau_T", "const", "loss", "loss_unif", "ans_tok", "cot_tok"])
-    return ("exact accuracy per point (G = generated positions, const = best constant guess, loss = final "
+            + ["plateau_T", "const", "one_tok", "loss", "loss_unif", "ans_tok", "cot_tok"])
+    return ("exact accuracy per point (G = generated positions, const / one_tok = best constant / one-token "
+            "guess, loss = final "
             "training loss: NELBO, supervised CE for 'supervised', DSM for 'continuous'; its lower bound is 0, "
             "loss_unif = G ln V for a model that learned nothing; ans_tok / cot_tok = per-token accuracy from "
             "the prompt alone):\n" + report.format_table(lines, cols))
@@ -551,23 +589,24 @@ def _point_table(rows: list[dict], summary: dict) -> str:
 
 def _size_table(rows: list[dict], sampler: str) -> str:
     """One line per (task, n): each family's accuracy at T = G under `sampler` (* = not above chance), the
-    cot family's accuracy at T = 1 (all positions revealed in one step), and the best constant."""
+    cot family's accuracy at T = 1 (all positions revealed in one step), and the best constant and one-token
+    guesses."""
     final = final_rows(rows, sampler)
     families = list(dict.fromkeys(r["family"] for r in rows if r["sampler"] == sampler))
     cot_one = {(r["task"], r["n"]): r for r in rows if r["family"] == "cot" and r["sampler"] == sampler
                and r["steps"] == 1}
     lines = []
     for task, n in dict.fromkeys((t, m) for t, m, _ in final):
-        line = {"task": task, "n": n, "const": next(r["best_constant"] for (t, m, _), r in final.items()
-                                                     if (t, m) == (task, n))}
+        first = next(r for (t, m, _), r in final.items() if (t, m) == (task, n))
+        line = {"task": task, "n": n, "const": first["best_constant"], "one_tok": first["best_one_token"]}
         for family in families:
             r = final.get((task, n, family))
             line[family] = None if r is None else f"{r['accuracy']:.3f}" + ("" if above_chance(r) else "*")
         if (task, n) in cot_one:
             line["cot T=1"] = f"{cot_one[task, n]['accuracy']:.3f}"
         lines.append(line)
-    cols = ["task", "n"] + families + (["cot T=1"] if cot_one else []) + ["const"]
-    return (f"exact accuracy at T = G ({sampler}; * = 95% interval reaches the best constant guess):\n"
+    cols = ["task", "n"] + families + (["cot T=1"] if cot_one else []) + ["const", "one_tok"]
+    return (f"exact accuracy at T = G ({sampler}; * = 95% interval reaches the best one-token guess):\n"
             + report.format_table(lines, cols))
 
 
@@ -577,7 +616,8 @@ def _cliff_line(task: str, c: dict) -> str:
     ends = "; ".join(f"{family} {v['small']['accuracy']:.3f} -> {v['large']['accuracy']:.3f}"
                      for family, v in c["families"].items() if v["small"] and v["large"])
     return (f"{task}: {verdict} (n = {c['small_n']} -> {c['large_n']}, {c['sampler']} at T = G: {ends}; "
-            f"best constant {c['best_constant']['small']:.3f} -> {c['best_constant']['large']:.3f})")
+            f"chance (best one-token guess) {c['best_one_token']['small']:.3f} -> "
+            f"{c['best_one_token']['large']:.3f})")
 
 
 def _training_table(summary: dict) -> str:
@@ -603,7 +643,7 @@ def table(rows: list[dict], summary: dict) -> str:
     return "\n\n".join([_point_table(rows, summary), _size_table(rows, sampler), _training_table(summary), cliffs])
 
 
-__all__ = ["CONTINUOUS", "FAMILIES", "POINT_KEYS", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "cliff",
+__all__ = ["CONTINUOUS", "FAMILIES", "POINT_KEYS", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "best_one_token", "cliff",
            "family_steps", "flop_estimate", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
            "points", "run", "runs", "sample", "samplers_for", "sizes_for", "steps_for", "summarize", "table", "task_args",
            "train_config", "training_evidence", "training_log", "validate"]

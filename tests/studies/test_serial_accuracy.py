@@ -67,6 +67,29 @@ def test_oracle_predictor_scores_exactly(sampler):
             assert row["best_constant"] == max(np.mean(prompts.sum(1) % 2), 1 - np.mean(prompts.sum(1) % 2))
 
 
+def _one_token_by_counting(prompt, truth):
+    """best_one_token by plain Python counting: per position and token value, the most common answer."""
+    best = 0
+    for p in range(prompt.shape[1]):
+        groups = {}
+        for v, a in zip(prompt[:, p], map(tuple, truth)):
+            groups.setdefault(v, []).append(a)
+        best = max(best, sum(max(g.count(a) for a in set(g)) for g in groups.values()))
+    return best / len(truth)
+
+
+def test_best_one_token_guess():
+    rng = np.random.default_rng(0)
+    prompt = rng.integers(0, 4, (300, 5))
+    copy = prompt[:, 2:3]  # one token decides the answer
+    xor = (prompt[:, :1] + prompt[:, 1:2]) % 4  # no single token tells anything
+    gated = np.where(prompt[:, :1] == 0, 0, xor)  # token 0 decides a quarter of the answers
+    for truth in (copy, xor, gated, np.concatenate([copy, xor], 1)):
+        assert serial_accuracy.best_one_token(prompt, truth) == pytest.approx(_one_token_by_counting(prompt, truth))
+    assert serial_accuracy.best_one_token(prompt, copy) == 1.0
+    assert serial_accuracy.best_one_token(prompt, xor) < 0.4 < serial_accuracy.best_one_token(prompt, gated)
+
+
 def _answer_oracle(x, t):
     """Exact predictor of [prompt, parity] (n = 3, no chain of thought) as one-hot logits."""
     return 30.0 * jax.nn.one_hot(jnp.concatenate([x[:3], jnp.sum(x[:3], keepdims=True) % 2]), 2)
@@ -103,6 +126,8 @@ def test_steps_and_loops():
     assert serial_accuracy.loops_for(c, 3) == 2 and serial_accuracy.loops_for(c, 8) == 4
     assert serial_accuracy.train_config(c, "s5", 8, "looped").model.loops == 4
     assert serial_accuracy.train_config(c, "circuit_value", 3, "cot").task_args.depth == 3
+    assert serial_accuracy.train_config(c, "circuit_value", 3, "cot").cot
+    assert not serial_accuracy.train_config(c, "circuit_value", 1, "cot").cot  # depth 1: no layer to write down
     assert serial_accuracy.train_config(c, "arithmetic_circuit", 3, "cot").task_args.p == c.arithmetic_modulus
     billiards = serial_accuracy.train_config(c, "billiards_free_flight", 5, "cot").task_args
     assert (billiards.steps, billiards.height, billiards.width) == (5, c.billiards_side, c.billiards_side)
@@ -206,7 +231,8 @@ def test_training_log_and_evidence(tmp_path):
 def _row(n, family, steps, accuracy, const=0.5, sampler="topk_confidence", seeds=1000):
     lo, hi = clopper_pearson(round(accuracy * seeds), seeds)
     return {"task": "parity", "n": n, "family": family, "sampler": sampler, "steps": steps, "accuracy": accuracy,
-            "accuracy_lo": lo, "accuracy_hi": hi, "best_constant": const, "generated_len": steps,
+            "accuracy_lo": lo, "accuracy_hi": hi, "best_constant": const, "best_one_token": const,
+            "generated_len": steps,
             "final_loss": 0.1}
 
 
