@@ -38,8 +38,8 @@ input whatever T is, which is the trivial form of "more steps add nothing".
 Accuracy = the fraction of seeds whose answer passes `task.check` (the sampled chain of thought is not scored),
 with a 95% Clopper-Pearson interval; `best_constant` = the frequency of the most common true answer among the
 same prompts (the accuracy of the best constant guess: 1/2 for parity, ~1/120 for S5), and `best_one_token` =
-the accuracy of the best guess that reads a single prompt token (`best_one_token`; e.g. the output gate's type
-of a circuit, which alone predicts its value on ~70% of circuits). "Chance" is the larger of the two: a
+the accuracy of the best guess that reads a single prompt token (never below best_constant; e.g. the output
+gate's type of a circuit, which alone gives ~0.67 on the default circuits). "Chance" is `best_one_token`: a
 model at that level has learned nothing a one-token lookup would not give.
 Every family and sampler at a given n sees the same prompts (the evaluation key depends on n only), so the
 comparisons are paired.
@@ -62,10 +62,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from diffserial import serial_tasks
 from diffserial.metrics.intervals import clopper_pearson
 from diffserial.processes.masked import SCHEDULES, make_schedule
 from diffserial.registry import lookup
-from diffserial import serial_tasks
 from diffserial.samplers import (CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, PromptThenMasks, continuous_sampler, masked_grid,
                                  masked_sampler, sample_masked, seed_mesh)
 from diffserial.studies import report, serial_continuous
@@ -388,9 +388,9 @@ def final_rows(rows: list[dict], sampler: str) -> dict[tuple[str, int, str], dic
 def cliff(rows: list[dict], task: str, sampler: str) -> dict:
     """The size cliff of `task` under `sampler` at T = G, between the smallest and the largest n measured: per
     family and end, the accuracy, its interval's lower end and `above_chance`; the best constant and one-token
-    guesses per end; and
-    `found` = the fixed-depth transformer is above chance at the smallest n but not at the largest, while the
-    cot family (the same network, one computation layer per cot block) is above chance at the largest n.
+    guesses per end; and `found` = the fixed-depth transformer is above chance at the smallest n but not at the
+    largest, while the cot family (the same network, one computation layer per cot block) is above chance at the
+    largest n.
     `found` is None when a single size was measured or the transformer or cot family is missing."""
     final = final_rows([r for r in rows if r["task"] == task], sampler)
     sizes = sorted({n for _, n, _ in final})
