@@ -8,17 +8,17 @@ quantized answer (`diffserial.studies.serial_accuracy`).
 
 The argument after ":" is the scale: "small" (default: Rule 110 at n = 2, 6 steps on 16-cell rows, the
 circuit value problem at depth 1, 4 and the majority control at n = 8, 32, each with the fixed-depth
-transformer, its supervised baseline and chain of thought, 600 training steps per model, 512 seeds; measured
-43.5 min wall / 68 CPU-min on 2 cores with low-priority probes running beside it, so over the 20-minute
-target; README study 5) or "paper" (eight tasks with more sizes, the
+transformer, its supervised baseline and chain of thought, 800 training steps of batch 64 per model, 512
+seeds, the topk_confidence sampler; measured 15 min 20 s wall / 26 CPU-min on 2 idle cores; README study 5) or
+"paper" (eight tasks with more sizes, the
 looped, recurrent and continuous families too, width 256 and depth 4, 20k steps at batch 512, 16384 seeds:
 meant for an accelerator).
 
 Expected device time of :paper: not measured; `serial_accuracy.flop_estimate` counts 3.5e18 FLOPs of
-training and 3.7e17 of sampling, about 11 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
+training and 3.6e17 of sampling, about 11 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
 TF32 peak), or about 20 minutes on a 32-chip pod slice at the same rate per chip; an estimate from counted
 FLOPs, not a measurement (no accelerator was lent to the session that wrote it). The small default counts
-8e13 FLOPs. Every field can be
+2.7e13 FLOPs (2.3e13 of training). Every field can be
 overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch of each training run
 (`configs/serial_train.py`), config.models the networks' attributes.
 """
@@ -65,13 +65,15 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
         "recurrent": dict(width=width, layers=2 if paper else 1),
     })
     c.train = serial_train.get_config()  # batch, optimizer, logging of each training run
-    c.train.batch_size = 512 if paper else 128
+    # batch 64 on CPU: a step of batch 128 takes ~2.4x as long as one of 64 (the activations leave the cache)
+    c.train.batch_size = 512 if paper else 64
     c.train.optimizer.lr = 1e-3  # 3e-3 and 1e-2 learned less in 1500-2000 steps (README)
     c.train.optimizer.warmup_steps = 500 if paper else 100
     c.train.optimizer.ema_decay = 0.999 if paper else 0.99  # the sampled EMA must not average the early steps
     c.train.checkpoint_every = 5000 if paper else 10_000
-    c.train_steps = 20_000 if paper else 600
-    c.samplers = ("topk_confidence", "ancestral")  # confidence-ordered and ancestral (MDLM) masked samplers
+    c.train_steps = 20_000 if paper else 800
+    # confidence-ordered and ancestral (MDLM) masked samplers; the small default runs the first only (time)
+    c.samplers = ("topk_confidence", "ancestral") if paper else ("topk_confidence",)
     # family "continuous": continuous diffusion over the quantized answer (paper appendix F.1), sampled at every T
     # in c.steps by these samplers of diffserial.samplers.continuous
     c.continuous_samplers = ("ancestral", "dpm_solver_pp_2m")

@@ -69,8 +69,10 @@ SMALL = {"width": 64, "heads": 4, "mlp_ratio": 2}
     ("transformer", True, {**SMALL, "depth": 2}),
 ], ids=["transformer", "looped", "cot"])
 def test_family_learns_two_steps_of_rule110(model, cot, fields):
-    """Width-16 rows, 2 steps, 600 steps of batch 128: >= 95% of generated tokens and >= 50% of whole rows
-    right from the prompt alone (a model that learned nothing: 50% and ~0%)."""
-    token, exact = _train_and_score(model, "rule110", {"width": 16, "steps": 2}, cot=cot, steps=600, lr=1e-3, batch=128,
+    """Width-16 rows, 2 steps, 800 steps of batch 64 at lr 1e-3 (the recipe of the small serial study): >= 95%
+    of generated tokens and >= 50% of whole rows right from the prompt alone (a model that learned nothing: 50%
+    and ~0%). Measured: transformer 1.000 / 1.000, looped 1.000 / 0.998, cot 0.998 / 0.949. Batch 32 is
+    cheaper but fragile: the looped model got 0.58 or 0.43 of the rows at lr 2e-3 depending on the device count."""
+    token, exact = _train_and_score(model, "rule110", {"width": 16, "steps": 2}, cot=cot, steps=800, lr=1e-3, batch=64,
                                     model_fields=fields)
     assert token >= 0.95 and exact >= 0.5, (token, exact)
