@@ -261,7 +261,7 @@ def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
     prompt, answer = layout.split(tokens)
     unfinished = np.any(tokens >= layout.task.vocab_size, axis=1)
     correct = np.asarray(layout.task.check(prompt, np.minimum(answer, layout.task.vocab_size - 1))) & ~unfinished
-    truth = np.asarray(jax.vmap(layout.task.solve)(jnp.asarray(prompt)))
+    truth = np.asarray(jax.jit(jax.vmap(layout.task.solve))(jnp.asarray(prompt)))  # one program, not op by op
     _, counts = np.unique(truth, axis=0, return_counts=True)
     k, n = int(correct.sum()), len(correct)
     lo, hi = clopper_pearson(k, n)
