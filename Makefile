@@ -18,7 +18,7 @@ demo: install
 	$(BIN)/python sample.py --workdir runs/gmm_convergence
 
 test: install
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --dist loadscope
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

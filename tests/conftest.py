@@ -24,3 +24,10 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 def pytest_unconfigure(config):
     if _OWN_CACHE:
         shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items):
+    """Modules with a test marked `slow` first, the rest in collection order. `make test` runs pytest-xdist
+    with --dist loadscope: each module on one worker, so that a module fixture (e.g. a whole study) runs once;
+    a long module that started last would keep one worker busy while the other had nothing left to run."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

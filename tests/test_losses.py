@@ -134,11 +134,13 @@ def test_dsm_batch_loss_per_example_noise_is_each_example_own_draw():
     params = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros((1,)))["params"]
     n = 32
     batch = {"x": 0.5 + 2.0 * jax.random.normal(jax.random.PRNGKey(1), (n, 2)), "index": jnp.arange(n, dtype=jnp.int32)}
-    loss_fn = dsm_batch_loss(apply_fn, VPLinear(), per_example_noise=True)
+    loss_fn = jax.jit(dsm_batch_loss(apply_fn, VPLinear(), per_example_noise=True))
     key = jax.random.PRNGKey(7)
     loss, aux = loss_fn(params, batch, key)
-    singles = [float(dsm_loss(apply_fn, params, VPLinear(), batch["x"][i:i + 1],
-                              jax.random.fold_in(key, int(batch["index"][i])))[0]) for i in range(n)]
+    # each example alone, as one program (not op by op)
+    single = jax.jit(lambda x, i: dsm_loss(apply_fn, params, VPLinear(), x, jax.random.fold_in(key, i))[0])
+    x, index = np.asarray(batch["x"]), np.asarray(batch["index"])
+    singles = [float(single(x[i:i + 1], index[i])) for i in range(n)]
     np.testing.assert_allclose(aux["per_example"], singles, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(loss, np.mean(singles), rtol=1e-5)
     half = jax.tree.map(lambda x: x[n // 2:], batch)

@@ -14,30 +14,33 @@ from diffserial.models.continuous_answer import BinaryCode, ContinuousAnswerTran
 def test_code_dimension_and_round_trip(vocab, dim):
     code = BinaryCode(vocab)
     assert code.dim == dim
-    words = np.asarray(code.codewords())
+    # one program, not op by op
+    words, decoded = jax.jit(lambda tokens: (code.codewords(), code.decode(code.encode(tokens))))(
+        jnp.arange(vocab, dtype=jnp.int32))
+    words = np.asarray(words)
     assert words.shape == (vocab, dim) and set(np.unique(words)) <= {-1.0, 1.0}
     assert len({tuple(w) for w in words}) == vocab  # distinct codewords
-    tokens = jnp.arange(vocab, dtype=jnp.int32)
-    np.testing.assert_array_equal(np.asarray(code.decode(code.encode(tokens))), np.arange(vocab))
+    np.testing.assert_array_equal(np.asarray(decoded), np.arange(vocab))
 
 
 def test_encode_is_the_msb_first_sign_code():
-    np.testing.assert_array_equal(np.asarray(BinaryCode(5).encode(jnp.array([0, 3, 4]))),
+    np.testing.assert_array_equal(np.asarray(jax.jit(BinaryCode(5).encode)(jnp.array([0, 3, 4]))),
                                   [[-1, -1, -1], [-1, 1, 1], [1, -1, -1]])
-    np.testing.assert_array_equal(np.asarray(BinaryCode(2).encode(jnp.array([[0, 1]]))), [[[-1], [1]]])
+    np.testing.assert_array_equal(np.asarray(jax.jit(BinaryCode(2).encode)(jnp.array([[0, 1]]))), [[[-1], [1]]])
 
 
 def test_decode_is_the_nearest_valid_codeword():
     code = BinaryCode(5)  # 5 of the 8 corners of {-1, 1}^3 are codewords
+    decode = jax.jit(code.decode)
     words = np.array([[2 * ((a >> (2 - j)) & 1) - 1 for j in range(3)] for a in range(5)], np.float32)
     points = np.random.default_rng(0).normal(size=(2000, 3)).astype(np.float32) * 1.5
     dist = ((points[:, None, :] - words[None]) ** 2).sum(-1)
-    np.testing.assert_array_equal(np.asarray(code.decode(jnp.asarray(points))), dist.argmin(1))
+    np.testing.assert_array_equal(np.asarray(decode(jnp.asarray(points))), dist.argmin(1))
     # The corner (1, 1, 1) is no codeword; the nearest is 3 = 011 (5 = 101 and 6 = 110 are not codewords).
-    assert int(code.decode(jnp.ones(3))) == 3
+    assert int(decode(jnp.ones(3))) == 3
     # Any point within distance < 1 of a codeword (half the minimum distance 2) decodes to it.
     for a, u in itertools.product(range(5), np.random.default_rng(1).uniform(-0.57, 0.57, (20, 3))):
-        assert int(code.decode(jnp.asarray(words[a] + u))) == a
+        assert int(decode(jnp.asarray(words[a] + u))) == a
 
 
 def test_code_errors():

@@ -109,12 +109,12 @@ def _by_hand(params, x, t, loops, input_injection, time_conditioning):
         # flax names the outer Dense of Dense(SiLU(Dense(.))) first: Dense_1 is the inner one.
         hidden = _dense(_time_embedding(t, WIDTH), p["Dense_1"])
         e = e + _dense(hidden / (1.0 + np.exp(-hidden)), p["Dense_0"])[:, None, :]
-    block = EncoderBlock(heads=HEADS, mlp_ratio=RATIO, rotary=True)  # the model default
+    block = jax.jit(EncoderBlock(heads=HEADS, mlp_ratio=RATIO, rotary=True).apply)  # the model default
     block_params = {"params": params["block"]}
     h = np.zeros_like(e) if input_injection else e
     for _ in range(loops):
         u = h + e if input_injection else h
-        h = np.asarray(block.apply(block_params, jnp.asarray(u, jnp.float32)), np.float64)
+        h = np.asarray(block(block_params, jnp.asarray(u, jnp.float32)), np.float64)
     return _dense(_layer_norm(h, p["LayerNorm_0"]), p["logits"])
 
 
@@ -144,7 +144,7 @@ def test_parameters_do_not_depend_on_loops():
 def test_one_loop_is_a_depth_one_masked_transformer():
     params = dict(_params(0)["loops1"])
     params["EncoderBlock_0"] = params.pop("block")
-    reference = MaskedTransformer(depth=1, **ARCH).apply({"params": params}, X, T)
+    reference = jax.jit(MaskedTransformer(depth=1, **ARCH).apply)({"params": params}, X, T)
     np.testing.assert_allclose(_outputs()["loops1"]["batched"], reference, rtol=1e-5, atol=1e-5)
 
 

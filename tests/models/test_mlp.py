@@ -44,7 +44,8 @@ def test_time_embedding_matches_the_formula():
     half = dim // 2
     w = period ** (-np.arange(half) / half)
     expected = np.concatenate([np.sin(scale * t[:, None] * w), np.cos(scale * t[:, None] * w)], axis=1)
-    np.testing.assert_allclose(sinusoidal_embedding(t, dim, scale, period), expected, rtol=1e-5, atol=1e-5)
+    embedding = jax.jit(sinusoidal_embedding, static_argnums=(1, 2, 3))(t, dim, scale, period)
+    np.testing.assert_allclose(embedding, expected, rtol=1e-5, atol=1e-5)
     assert w[0] == 1.0 and math.isclose(w[-1], period ** (-(half - 1) / half))
     with pytest.raises(ValueError, match="must be even"):
         sinusoidal_embedding(t, 7)

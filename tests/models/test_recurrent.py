@@ -173,8 +173,11 @@ def test_in_the_masked_sampler_and_the_nelbo():
     assert tokens.shape == (2, L) and tokens.min() >= 0 and tokens.max() < V
 
     apply_fn = lambda p, x, t: model.apply({"params": p}, x, t)
-    x0 = jax.random.randint(jax.random.key(3), (4, L), 0, V, dtype=jnp.int32)
-    loss_fn = lambda p: masked_nelbo(apply_fn, p, Linear(), x0, jax.random.key(4), mask_id=V)[0]
+
+    def loss_fn(p):  # x0 drawn inside the jitted program, not op by op
+        x0 = jax.random.randint(jax.random.key(3), (4, L), 0, V, dtype=jnp.int32)
+        return masked_nelbo(apply_fn, p, Linear(), x0, jax.random.key(4), mask_id=V)[0]
+
     loss, grads = jax.jit(jax.value_and_grad(loss_fn))(params)
     assert np.isfinite(loss) and loss > 0
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))

@@ -43,13 +43,12 @@ def _tokens(seed, shape):
 def _outputs():
     """name -> {batched (5, L, V), single (L, V) of row 0, vmapped (5, L, V), times (5, L, V) of one x at
     times t_same}, plus 'changed' (1 + len(WHERE), L, V): MODEL on x and on x with one token changed."""
-    x, t = _tokens(1, (5, L)), jnp.linspace(0.1, 0.9, 5)
-    x_same, t_same = jnp.tile(_tokens(3, (1, L)), (5, 1)), jnp.array([0.2, 0.8, 0.2, 0.8, 0.5])
-    base = _tokens(2, (L,))
-    changed = jnp.stack([base] + [base.at[j].set((base[j] + 1) % (V + 1)) for j in WHERE])
-
     @jax.jit
     def run(params):
+        x, t = _tokens(1, (5, L)), jnp.linspace(0.1, 0.9, 5)
+        x_same, t_same = jnp.tile(_tokens(3, (1, L)), (5, 1)), jnp.array([0.2, 0.8, 0.2, 0.8, 0.5])
+        base = _tokens(2, (L,))
+        changed = jnp.stack([base] + [base.at[j].set((base[j] + 1) % (V + 1)) for j in WHERE])
         out = {}
         for name, model in MODELS.items():
             v = {"params": params[name]}
@@ -123,12 +122,12 @@ def test_rotary_matches_complex_rotation_and_depends_on_offsets_only():
     theta = 10_000.0 ** (-np.arange(0, 8, 2) / 8)
     rotated = z * np.exp(1j * np.arange(7)[:, None] * theta[None, :])
     expected = np.stack([rotated.real, rotated.imag], axis=-1).reshape(u.shape)
-    np.testing.assert_allclose(np.asarray(rotary(jnp.asarray(u))), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.jit(rotary)(jnp.asarray(u))), expected, rtol=1e-5, atol=1e-5)
 
     q, k = rng.normal(size=(8,)), rng.normal(size=(8,))
     seq_q = jnp.asarray(np.tile(q, (7, 1)), jnp.float32)
     seq_k = jnp.asarray(np.tile(k, (7, 1)), jnp.float32)
-    scores = np.asarray(rotary(seq_q) @ rotary(seq_k).T)
+    scores = np.asarray(jax.jit(lambda q, k: rotary(q) @ rotary(k).T)(seq_q, seq_k))
     for offset in range(-3, 4):
         diagonal = np.diagonal(scores, offset)
         np.testing.assert_allclose(diagonal, diagonal[0], rtol=1e-4, atol=1e-4)

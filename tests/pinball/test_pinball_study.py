@@ -10,6 +10,8 @@ import pytest
 from configs import pinball as default_config
 from diffserial.studies import pinball, runner
 
+pytestmark = pytest.mark.slow  # its module fixture runs a whole study
+
 
 def _tiny_config(**overrides):
     c = default_config.get_config()

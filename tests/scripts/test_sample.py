@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import pytest
 
 from configs import gmm_convergence
 from diffserial.samplers import seed_mesh
@@ -43,6 +44,7 @@ def _without_timings(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
+@pytest.mark.slow
 def test_two_processes_write_the_rows_of_one(tmp_path):
     start, port = time.time(), _free_port()
     procs = [_worker(tmp_path / f"worker{i}", port, i) for i in (0, 1)]

@@ -14,6 +14,8 @@ from diffserial.studies import gmm_convergence, runner
 REQUIRED_KEYS = {"study", "target", "sampler", "grid", "steps", "nfe", "d", "n_seeds", "tv", "tv_lo",
                  "tv_hi", "tv_floor", "seconds"}
 
+pytestmark = pytest.mark.slow  # its module fixture runs a whole study
+
 
 def _small_config(**overrides):
     c = default_config.get_config()

@@ -25,6 +25,7 @@ def _tiny_gmm(**overrides):
     return c
 
 
+@pytest.mark.slow
 def test_gmm_learned_trains_and_reports(tmp_path):
     summary = run_study(_tiny_gmm(), str(tmp_path))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
@@ -48,6 +49,7 @@ def test_gmm_learned_from_checkpoint(tmp_path):
     assert {r["train_steps"] for r in rows if r["model"] == "checkpoint"} == {4}
 
 
+@pytest.mark.slow
 def test_parity_learned_runs(tmp_path):
     c = parity_config.get_config()
     c.train.n = 4

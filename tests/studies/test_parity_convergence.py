@@ -8,6 +8,8 @@ import pytest
 from configs import parity_convergence as default_config
 from diffserial.studies import parity_convergence, runner
 
+pytestmark = pytest.mark.slow  # its module fixture runs a whole study
+
 
 def _small_config(**overrides):
     c = default_config.get_config()

@@ -15,6 +15,7 @@ def _get_config(name, *scale):
     return importlib.import_module(f"configs.{name}").get_config(*scale)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STUDIES)
 def test_small_and_paper_presets_validate(name):
     default, empty, paper = _get_config(name), _get_config(name, ""), _get_config(name, "paper")

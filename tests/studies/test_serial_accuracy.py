@@ -1,5 +1,6 @@
 """The serial-task accuracy study: sampling + scoring against an exact oracle (accuracy 1) and a wrong one
-(accuracy 0), the interval against scipy, a tiny end-to-end run of every family, and bad configs."""
+(accuracy 0), the interval against scipy, a tiny end-to-end run of each code path (masked, cot, supervised,
+continuous), and bad configs."""
 
 import json
 import os
@@ -149,9 +150,14 @@ def test_every_sized_task_validates_at_its_default_sizes():
     assert {t for t, _, _ in serial_accuracy.runs(c)} == set(serial_accuracy.SIZED_TASKS)
 
 
-def test_tiny_end_to_end_every_family(tmp_path):
-    c = _tiny(samplers=("topk_confidence",), continuous_samplers=("dpm_solver_pp_2m",))
-    assert "continuous" in c.families
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path):
+    """The study's four code paths, one family each: a masked NELBO model without and with chain of thought
+    (transformer, cot; looped and recurrent differ from transformer only in the network, trained and sampled
+    in tests/training/test_loop.py and tests/models), the supervised baseline (T = 1 only) and the continuous
+    family (its own samplers and every T)."""
+    c = _tiny(families=("transformer", "cot", "supervised", "continuous"), samplers=("topk_confidence",),
+              continuous_samplers=("dpm_solver_pp_2m",))
     summary = runner.run_study(c, str(tmp_path), mesh=seed_mesh(jax.devices()[:2]))
     rows = [json.loads(line) for line in open(tmp_path / "results.jsonl")]
     assert [runner.point_key(serial_accuracy, r) for r in rows] == serial_accuracy.points(c)
@@ -166,14 +172,14 @@ def test_tiny_end_to_end_every_family(tmp_path):
         assert r["n_unfinished"] == 0 and r["n_seeds"] == c.n_seeds and r["train_steps"] == c.train_steps
     cot_steps = sorted(r["steps"] for r in rows if r["family"] == "cot")
     assert cot_steps == [1, 2, 4]  # G = 3 cot + 1 answer
-    assert {r["loops"] for r in rows if r["family"] == "looped"} == {2}
+    assert [r["steps"] for r in rows if r["family"] == "supervised"] == [1]
     assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families
                                              for s in serial_accuracy.samplers_for(c, f)}
     for name in ("summary.json", "accuracy_vs_steps.png", "accuracy_vs_n.png", "plateau_vs_n.png", "cot_rounds.png"):
         assert os.path.exists(tmp_path / name)
     assert set(summary["training"]) == {f"parity/3/{f}" for f in c.families}
     assert all(r["train_steps_per_s"] > 0 for r in rows)  # 2 logged intervals: the second one's speed
-    assert os.path.isdir(tmp_path / "train_parity_n3_looped" / "checkpoints")
+    assert os.path.isdir(tmp_path / "train_parity_n3_cot" / "checkpoints")
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -14,6 +14,8 @@ from configs import sudoku_decoding as default_config
 from diffserial.samplers import seed_mesh
 from diffserial.studies import runner, sudoku_decoding as study
 
+pytestmark = pytest.mark.slow  # its module fixture runs a whole study
+
 
 def _small_config(**overrides):
     c = default_config.get_config()

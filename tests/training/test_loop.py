@@ -37,6 +37,7 @@ def _close(a, b, rtol=1e-5, atol=1e-6):
     jax.tree.map(lambda u, v: np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=rtol, atol=atol), a, b)
 
 
+@pytest.mark.slow
 def test_shard_map_and_pmap_runs_agree(tmp_path):
     """--config.parallel=pmap trains the same parameters as the default shard_map path (float tolerance:
     the two programs may reduce in different orders)."""
@@ -192,6 +193,7 @@ def test_resume_with_a_changed_config(tmp_path, capsys):
     (dict(task="nope"), "unknown task"),
     (dict(total_steps=0), "total_steps"),
     (dict(process="vp_nope"), "unknown process"),
+    (dict(optimizer=dict(warmup_steps=50)), "warmup_steps"),  # not below total_steps = 12
 ])
 def test_bad_gmm_configs(change, match):
     with pytest.raises(ValueError, match=match):

@@ -57,6 +57,7 @@ def _report(proc, deadline):
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
     port = _free_port()
     start = time.time()

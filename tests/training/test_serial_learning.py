@@ -53,6 +53,7 @@ def _train_and_score(model: str, task: str, task_args: dict, *, cot: bool = Fals
     return float(right.mean()), float(right.all(-1).mean())
 
 
+@pytest.mark.slow
 def test_gru_learns_4_bit_parity():
     """Bidirectional GRU (width 32), 300 steps: the answer bit right on >= 95% of prompts (chance 1/2)."""
     token, exact = _train_and_score("recurrent", "parity", {"n": 4}, steps=300, lr=3e-3,
@@ -63,6 +64,7 @@ def test_gru_learns_4_bit_parity():
 SMALL = {"width": 64, "heads": 4, "mlp_ratio": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, cot, fields", [
     ("transformer", False, {**SMALL, "depth": 2}),
     ("looped", False, {**SMALL, "loops": 2}),

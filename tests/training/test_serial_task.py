@@ -1,6 +1,7 @@
 """The "serial" training task: sequence layout, the prompt is never masked or scored, the per-example-noise
 contract (a split batch gives the whole batch's losses), the model per family, and bad configs."""
 
+import functools
 import json
 
 import jax
@@ -10,6 +11,11 @@ import pytest
 
 from configs import serial_train
 from diffserial.training import loop, tasks
+
+
+def _rows(task, data_key, step, start, stop):
+    """tasks.batch_rows as one jitted program (op by op, every primitive compiles on its own)."""
+    return jax.jit(functools.partial(tasks.batch_rows, task, start=start, stop=stop))(data_key, step)
 
 
 def _config(model="transformer", task="parity", cot=True, **task_args):
@@ -43,23 +49,23 @@ def test_layout_positions_and_model_output_shape():
     assert (layout.prompt_len, layout.cot_len, layout.answer_len, layout.length, layout.generated_len) == (4, 4, 1, 9, 5)
     np.testing.assert_array_equal(np.asarray(layout.prompt_mask()), [1, 1, 1, 1, 0, 0, 0, 0, 0])
     task = tasks.make_task(c)
-    params = task.init(jax.random.key(0))
+    params = jax.jit(task.init)(jax.random.key(0))
     x = jnp.full((9,), 120, jnp.int32)
-    assert task.sampling_fn(params)(x, jnp.float32(0.5)).shape == (9, 120)
+    assert jax.jit(lambda p, x, t: task.sampling_fn(p)(x, t))(params, x, jnp.float32(0.5)).shape == (9, 120)
 
 
 def test_prompt_never_masked_nor_scored_against_a_numpy_nelbo():
     n = 5
     c = _config(cot=True, n=n)
     task = tasks.make_task(c)
-    params = task.init(jax.random.key(1))
-    batch = tasks.batch_rows(task, jax.random.key(2), 0, 0, c.batch_size)
-    loss, aux = task.loss_fn(params, batch, jax.random.key(3))
+    params = jax.jit(task.init)(jax.random.key(1))
+    batch = _rows(task, jax.random.key(2), 0, 0, c.batch_size)
+    loss, aux = jax.jit(task.loss_fn)(params, batch, jax.random.key(3))
     x0, x_t, t = np.asarray(batch["x"]), np.asarray(aux["x_t"]), np.asarray(aux["t"])
     np.testing.assert_array_equal(x_t[:, :n], x0[:, :n])  # never masked
     assert (x_t[:, n:] == 2).sum() > 0  # generated positions are masked (MASK = vocab 2)
     # Reference: linear schedule, w(t) = 1/t; sum over masked generated positions of -log p(x0).
-    logits = np.asarray(task.model.apply({"params": params}, jnp.asarray(x_t), jnp.asarray(t)), np.float64)
+    logits = np.asarray(jax.jit(task.model.apply)({"params": params}, jnp.asarray(x_t), jnp.asarray(t)), np.float64)
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     nll = -np.take_along_axis(logp, x0[..., None], -1)[..., 0]
     scored = (x_t == 2)
@@ -86,12 +92,11 @@ def test_training_logs_the_per_token_accuracy(tmp_path):
 def test_split_batch_equals_whole_batch():
     c = _config(task="s5", cot=True, n=3)
     task = tasks.make_task(c)
-    params = task.init(jax.random.key(0))
+    params = jax.jit(task.init)(jax.random.key(0))
+    loss_fn = jax.jit(task.loss_fn)
     key, data_key = jax.random.key(5), jax.random.key(6)
-    whole = tasks.batch_rows(task, data_key, 3, 0, c.batch_size)
-    _, aux = task.loss_fn(params, whole, key)
-    halves = [task.loss_fn(params, tasks.batch_rows(task, data_key, 3, a, b), key)[1]
-              for a, b in ((0, 5), (5, c.batch_size))]
+    _, aux = loss_fn(params, _rows(task, data_key, 3, 0, c.batch_size), key)
+    halves = [loss_fn(params, _rows(task, data_key, 3, a, b), key)[1] for a, b in ((0, 5), (5, c.batch_size))]
     for name in ("per_example", "t", "x_t"):
         np.testing.assert_allclose(np.concatenate([np.asarray(h[name]) for h in halves]), np.asarray(aux[name]),
                                    rtol=1e-5, atol=1e-6)
