@@ -43,7 +43,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from diffserial.progress import progress_bar
 from diffserial.training import checkpoint, distributed, optimizer as opt_lib, preemption, resume
 from diffserial.training import step as step_lib, summaries
-from diffserial.training.tasks import Task, batch_rows, make_task
+from diffserial.training.tasks import Task, jitted_batch_rows, make_task
 from diffserial.validation import check_positive_int
 
 PARALLEL = ("shard_map", "pmap")
@@ -108,7 +108,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> step_lib.TrainStat
     # --- input: the rows this process builds, a pure function of (seed, step, global index) --------
     start_row, stop_row = distributed.process_rows(config.batch_size)
     data_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    local_batch_at = jax.jit(functools.partial(batch_rows, task, data_key, start=start_row, stop=stop_row))
+    local_batch_at = functools.partial(jitted_batch_rows(task, start_row, stop_row), data_key)
 
     # --- model ------------------------------------------------------------------------------------
     optimizer = opt_lib.make_optimizer(opt_config)

@@ -43,6 +43,7 @@ Tasks:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -92,6 +93,12 @@ def batch_rows(task: Task, data_key: Array, step: Array, start: int, stop: int) 
     step_key = jax.random.fold_in(data_key, step)
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(step_key, index)
     return {"x": jax.vmap(task.example)(keys), "index": index}
+
+
+def jitted_batch_rows(task: Task, start: int, stop: int) -> Callable[[Array, Array], dict]:
+    """(data_key, step) -> `batch_rows`(task, data_key, step, start, stop) as one jitted program (op by op,
+    each primitive of the example generator would compile on its own)."""
+    return jax.jit(functools.partial(batch_rows, task, start=start, stop=stop))
 
 
 def _build_model(cls: type[nn.Module], kwargs: dict, **fixed) -> nn.Module:
@@ -318,5 +325,5 @@ def make_task(config: ml_collections.ConfigDict) -> Task:
 
 
 __all__ = ["CONTINUOUS_T_MIN", "ContinuousAnswer", "HOST_SIDE_SERIAL_TASKS", "MASKED_MODELS", "PromptConditionedTask",
-           "OBJECTIVES", "TASKS", "SerialLayout", "Task", "batch_rows",
+           "OBJECTIVES", "TASKS", "SerialLayout", "Task", "batch_rows", "jitted_batch_rows",
            "even_parity_example", "make_task", "serial_layout"]

@@ -109,7 +109,7 @@ def test_nan_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatc
         batch = real(task, data_key, step, start, stop)
         return {**batch, "x": jnp.where(step == 7, jnp.nan, batch["x"])}
 
-    monkeypatch.setattr(loop, "batch_rows", poisoned)
+    monkeypatch.setattr(tasks, "batch_rows", poisoned)  # what loop.train's jitted_batch_rows calls
     with pytest.raises(FloatingPointError, match="at step 7"):
         loop.train(_small_gmm(), str(tmp_path / "nan"))
     steps, bad_run = _raw_checkpoint(str(tmp_path / "nan"), 5)

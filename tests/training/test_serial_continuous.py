@@ -2,7 +2,6 @@
 loss against numpy, the per-example noise contract, training with loop.train, and the prompt-conditioned
 sampler: paired prompts, the seeds contract, and an exact point-mass oracle recovering the answers."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
@@ -15,11 +14,6 @@ from diffserial.processes.gaussian import VEGeometric, VPLinear
 from diffserial.samplers import continuous_grid, continuous_sampler, sample_conditional
 from diffserial.studies import serial_continuous
 from diffserial.training import loop, tasks
-
-
-def _rows(task, data_key, step, start, stop):
-    """tasks.batch_rows as one jitted program (op by op, every primitive compiles on its own)."""
-    return jax.jit(functools.partial(tasks.batch_rows, task, start=start, stop=stop))(data_key, step)
 
 
 def _config(task="parity", **task_args):
@@ -53,7 +47,7 @@ def test_loss_matches_numpy():
     c = _config()
     task = tasks.make_task(c)
     params = jax.jit(task.init)(jax.random.key(1))
-    batch = _rows(task, jax.random.key(2), 0, 0, c.batch_size)
+    batch = tasks.jitted_batch_rows(task, 0, c.batch_size)(jax.random.key(2), 0)
     key = jax.random.key(3)
     loss, aux = jax.jit(task.loss_fn)(params, batch, key)
     x = np.asarray(batch["x"])
@@ -82,8 +76,9 @@ def test_split_batch_equals_whole_batch():
     params = jax.jit(task.init)(jax.random.key(0))
     key, data_key = jax.random.key(5), jax.random.key(6)
     loss_fn = jax.jit(task.loss_fn)
-    _, whole = loss_fn(params, _rows(task, data_key, 3, 0, c.batch_size), key)
-    halves = [loss_fn(params, _rows(task, data_key, 3, a, b), key)[1] for a, b in ((0, 8), (8, 16))]
+    _, whole = loss_fn(params, tasks.jitted_batch_rows(task, 0, c.batch_size)(data_key, 3), key)
+    halves = [loss_fn(params, tasks.jitted_batch_rows(task, a, b)(data_key, 3), key)[1]
+              for a, b in ((0, 8), (8, 16))]
     np.testing.assert_allclose(np.concatenate([h["per_example"] for h in halves]), whole["per_example"],
                                rtol=1e-5, atol=1e-6)
 

@@ -1,7 +1,6 @@
 """The "serial" training task: sequence layout, the prompt is never masked or scored, the per-example-noise
 contract (a split batch gives the whole batch's losses), the model per family, and bad configs."""
 
-import functools
 import json
 
 import jax
@@ -11,11 +10,6 @@ import pytest
 
 from configs import serial_train
 from diffserial.training import loop, tasks
-
-
-def _rows(task, data_key, step, start, stop):
-    """tasks.batch_rows as one jitted program (op by op, every primitive compiles on its own)."""
-    return jax.jit(functools.partial(tasks.batch_rows, task, start=start, stop=stop))(data_key, step)
 
 
 def _config(model="transformer", task="parity", cot=True, **task_args):
@@ -59,7 +53,7 @@ def test_prompt_never_masked_nor_scored_against_a_numpy_nelbo():
     c = _config(cot=True, n=n)
     task = tasks.make_task(c)
     params = jax.jit(task.init)(jax.random.key(1))
-    batch = _rows(task, jax.random.key(2), 0, 0, c.batch_size)
+    batch = tasks.jitted_batch_rows(task, 0, c.batch_size)(jax.random.key(2), 0)
     loss, aux = jax.jit(task.loss_fn)(params, batch, jax.random.key(3))
     x0, x_t, t = np.asarray(batch["x"]), np.asarray(aux["x_t"]), np.asarray(aux["t"])
     np.testing.assert_array_equal(x_t[:, :n], x0[:, :n])  # never masked
@@ -95,8 +89,9 @@ def test_split_batch_equals_whole_batch():
     params = jax.jit(task.init)(jax.random.key(0))
     loss_fn = jax.jit(task.loss_fn)
     key, data_key = jax.random.key(5), jax.random.key(6)
-    _, aux = loss_fn(params, _rows(task, data_key, 3, 0, c.batch_size), key)
-    halves = [loss_fn(params, _rows(task, data_key, 3, a, b), key)[1] for a, b in ((0, 5), (5, c.batch_size))]
+    _, aux = loss_fn(params, tasks.jitted_batch_rows(task, 0, c.batch_size)(data_key, 3), key)
+    halves = [loss_fn(params, tasks.jitted_batch_rows(task, a, b)(data_key, 3), key)[1]
+              for a, b in ((0, 5), (5, c.batch_size))]
     for name in ("per_example", "t", "x_t"):
         np.testing.assert_allclose(np.concatenate([np.asarray(h[name]) for h in halves]), np.asarray(aux[name]),
                                    rtol=1e-5, atol=1e-6)
