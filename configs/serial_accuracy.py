@@ -42,11 +42,12 @@ def get_config(scale: str = "small") -> ml_collections.ConfigDict:
     sizes = {  # config.sizes.TASK: the sizes n of each task (--config.sizes.rule110="(2,4,6)")
         "parity": (4, 8), "majority": (8, 32), "sum_mod": (8, 32), "s5": (2, 8), "a5": (2, 8),
         "circuit_value": (1, 4), "arithmetic_circuit": (2, 4), "billiards": (2, 4), "billiards_free_flight": (2, 4),
-        "rule110": (2, 6)}
+        "rule110": (2, 6), "rule110_cell": (2, 8)}
     paper_sizes = {
         "parity": (8, 16, 32, 64), "majority": (8, 32, 128), "sum_mod": (8, 32, 128), "s5": (2, 4, 8, 16, 32),
         "a5": (2, 4, 8, 16, 32), "circuit_value": (2, 4, 8, 16), "arithmetic_circuit": (2, 4, 8, 16),
-        "billiards": (2, 4, 8), "billiards_free_flight": (2, 4, 8), "rule110": (2, 4, 8, 16)}
+        "billiards": (2, 4, 8), "billiards_free_flight": (2, 4, 8), "rule110": (2, 4, 8, 16),
+        "rule110_cell": (2, 4, 8, 16, 32)}
     c.sizes = ml_collections.ConfigDict(paper_sizes if paper else sizes)
     # the fixed-depth transformer, the same network trained supervised (the capacity baseline) and with chain of
     # thought; the paper scale adds the looped and recurrent networks and the continuous diffusion

@@ -10,6 +10,7 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
     sum_mod         group_words.sum_mod_task(n, m)  TC0 (Z_m word problem)     prefix sums
     s5, a5          group_words.s5_task(n), a5_task NC1-complete word problems prefix products
     rule110         automata.rule110_task(w, N)     P-complete (Rule 110)      intermediate rows
+    rule110_cell    automata.rule110_cell_task(N)   its middle cell, width 2N+1 intermediate rows
     elementary_ca   automata.ElementaryCATask       any Wolfram rule           intermediate rows
     circuit_value   circuit_value.CircuitValueTask  P-complete (CVP)           gate values by layer
     do1             do1.Do1Task                     P-complete to approximate  gate values by layer
@@ -28,7 +29,7 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
 
 from diffserial.registry import lookup
 from diffserial.serial_tasks.arithmetic_circuit import ArithmeticCircuitTask
-from diffserial.serial_tasks.automata import ElementaryCATask, rule110_task
+from diffserial.serial_tasks.automata import ElementaryCATask, rule110_cell_task, rule110_task
 from diffserial.serial_tasks.billiards import BilliardBallTask, billiards_free_flight_task
 from diffserial.serial_tasks.circuit_value import CircuitValueTask
 from diffserial.serial_tasks.common import Example, SerialTask
@@ -51,6 +52,7 @@ TASKS = {
     "s5": s5_task,
     "a5": a5_task,
     "rule110": rule110_task,
+    "rule110_cell": rule110_cell_task,
     "elementary_ca": ElementaryCATask,
     "circuit_value": CircuitValueTask,
     "do1": Do1Task,
@@ -72,6 +74,7 @@ def make_task(name: str, *args, **kwargs) -> SerialTask:
 __all__ = [
     "TASKS", "ArithmeticCircuitTask", "BilliardBallTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task",
     "ElementaryCATask", "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask",
-    "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task", "rule110_task", "s5_task",
+    "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task", "rule110_cell_task",
+    "rule110_task", "s5_task",
     "sum_mod_task", "switchover_estimate",
 ]

@@ -102,3 +102,10 @@ class ElementaryCATask(SerialTask):
 def rule110_task(width: int, steps: int, **kwargs) -> ElementaryCATask:
     """Rule 110 (P-complete to predict) of the given width and number of steps."""
     return ElementaryCATask(width, steps, 110, **kwargs)
+
+
+def rule110_cell_task(steps: int, **kwargs) -> ElementaryCATask:
+    """The middle cell of Rule 110 after N = `steps` steps from its light cone: a row of width 2N + 1 (2^(2N+1)
+    prompts), one answer bit x_N[N]. The input grows with N, so a fixed-depth model meets a serial depth that
+    grows with its input (the TC0-vs-P picture); the chain of thought is the N - 1 intermediate rows."""
+    return ElementaryCATask(2 * steps + 1, steps, 110, readout="cell", **kwargs)

@@ -29,7 +29,7 @@ rows carry the forward process in "schedule".
 
 Size n is the word length (parity, majority, sum_mod, s5, a5), the circuit depth (circuit_value, with
 config.circuit_width inputs and gates per layer) or the number of automaton steps (rule110, row width
-config.ca_width). The steps measured are T in config.steps with T <= G, plus G itself, where G = the number
+config.ca_width; rule110_cell, the middle cell from its light cone of 2n + 1 cells). The steps measured are T in config.steps with T <= G, plus G itself, where G = the number
 of generated (non-prompt) positions: a top-k sampler reveals about G / T positions per step, so T = G is one
 position per step (more steps would reveal nothing new). Without chain of thought G = answer_len (1 for the
 word problems), so T = 1 is the only point: a single answer token is revealed in one step from the same
@@ -82,7 +82,7 @@ CONTINUOUS = "continuous"  # the family trained with task serial_continuous and 
 WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
 CIRCUITS = ("circuit_value", "arithmetic_circuit")
 BILLIARDS = ("billiards", "billiards_free_flight")
-SIZED_TASKS = WORD_PROBLEMS + CIRCUITS + BILLIARDS + ("rule110",)
+SIZED_TASKS = WORD_PROBLEMS + CIRCUITS + BILLIARDS + ("rule110", "rule110_cell")
 
 
 def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
@@ -97,6 +97,8 @@ def task_args(config: ml_collections.ConfigDict, task: str, n: int) -> dict:
         return {**args, "wiring": config.circuit_wiring}
     if task in BILLIARDS:
         return {"steps": n, "height": config.billiards_side, "width": config.billiards_side}
+    if task == "rule110_cell":
+        return {"steps": n}
     return {"width": config.ca_width, "steps": n}
 
 

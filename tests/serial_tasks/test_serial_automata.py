@@ -101,3 +101,17 @@ def test_registry_and_bad_arguments():
         ElementaryCATask(9, 0)
     one_step = ElementaryCATask(9, 1)
     assert one_step.cot_len == 0 and one_step.sample(KEY, 2).cot is None
+
+
+@pytest.mark.parametrize("steps", [1, 3, 5])
+def test_rule110_cell_is_the_light_cone_of_a_longer_row(steps):
+    """rule110_cell(N): width 2N + 1, one answer bit = the middle cell after N steps, which depends on the 2N + 1
+    cells it is given only: the same window placed in a row N cells longer on each side (the padding random)
+    gives the same middle cell by the Python loop. Its cot is the N - 1 intermediate rows of the window."""
+    task = make_task("rule110_cell", steps)
+    assert (task.width, task.answer_len, task.cot_len) == (2 * steps + 1, 1, (steps - 1) * (2 * steps + 1))
+    ex = jax.device_get(task.sample(KEY, BATCH))
+    pads = np.random.default_rng(steps).integers(0, 2, (BATCH, 2, steps))
+    for prompt, answer, (left, right) in zip(ex.prompt, ex.answer, pads):
+        row = np.concatenate([left, prompt, right])
+        assert python_ca(row, steps, RULE110, "periodic")[-1][2 * steps] == answer[0]
