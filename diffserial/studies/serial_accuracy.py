@@ -272,25 +272,56 @@ def measure(layout: training_tasks.SerialLayout, tokens: np.ndarray) -> dict:
             "n_unfinished": int(unfinished.sum())}
 
 
-TOKEN_ACCURACY_KEYS = ("answer_token_accuracy", "answer_argmax_accuracy", "cot_token_accuracy")
+TOKEN_ACCURACY_KEYS = ("answer_token_accuracy", "answer_argmax_accuracy", "cot_token_accuracy",
+                       "cot_teacher_forced_accuracy", "teacher_forced_exact")
+TEACHER_FORCED_EXAMPLES = 128  # G forward passes each: a quarter of the sampler's cost at T = G, 512 seeds
 
 
 def token_accuracy(layout: training_tasks.SerialLayout, predictor, key: jax.Array, n_examples: int) -> dict:
-    """Per-token accuracy of a masked predictor from the prompt alone: examples i = 0..n_examples-1 drawn
-    from fold_in(key, i) (the prompts of `PromptThenMasks`), every generated position masked, argmax of the
-    logits against the true tokens; {"answer_token_accuracy", "cot_token_accuracy" (None without cot),
-    "answer_argmax_accuracy" (whole answer right)}. A model that ignores the prompt gets about 1/V per
-    token on a uniform answer (1/2 for bits)."""
+    """Per-token accuracy of a masked predictor on examples i = 0..n_examples-1 drawn from fold_in(key, i)
+    (the prompts of `PromptThenMasks`), argmax of the logits against the true tokens x0, in two settings:
+
+    - from the prompt alone (every generated position masked): "answer_token_accuracy", "cot_token_accuracy"
+      (None without cot), "answer_argmax_accuracy" (whole answer right). A model that ignores the prompt gets
+      about 1/V per token on a uniform answer (1/2 for bits).
+    - teacher-forced, left to right, on the first min(n_examples, TEACHER_FORCED_EXAMPLES) examples: position
+      j >= P (P = prompt length) predicted from x0[:j] with every position >= j masked,
+
+          right_j = [argmax_v f(x0[:j], MASK, ..., MASK)_{j, v} = x0_j],
+
+      "cot_teacher_forced_accuracy" = the mean of right_j over the cot positions (None without cot): whether
+      the model learned one step of the computation given the true earlier steps (the cot tokens from the
+      prompt alone measure the whole chain at once); "teacher_forced_exact" = the fraction of examples with
+      every generated right_j: what a left-to-right sampler would get, one token per step, if its errors did
+      not compound."""
+    mask = layout.task.vocab_size
+    positions = jnp.arange(layout.length)
+
+    def example(i):
+        return layout.sequence(layout.task.sample_one(jax.random.fold_in(key, i)))
+
     def one(i):
-        x0 = layout.sequence(layout.task.sample_one(jax.random.fold_in(key, i)))
-        x_t = jnp.where(layout.prompt_mask(), x0, layout.task.vocab_size)
+        x0 = example(i)
+        x_t = jnp.where(layout.prompt_mask(), x0, mask)
         return jnp.argmax(predictor(x_t, jnp.float32(1.0)), axis=-1) == x0
+
+    def teacher_forced(i):
+        x0 = example(i)
+
+        def at(j):
+            x_t = jnp.where(positions < j, x0, mask)
+            t = (layout.length - j) / layout.generated_len  # the masked fraction of the generated positions
+            return jnp.argmax(predictor(x_t, jnp.float32(t))[j]) == x0[j]
+        return jax.lax.map(at, jnp.arange(layout.prompt_len, layout.length))
 
     right = np.asarray(jax.jit(jax.vmap(one))(jnp.arange(n_examples)))
     answer = right[:, layout.length - layout.answer_len:]
     cot = right[:, layout.prompt_len:layout.prompt_len + layout.cot_len]
+    forced = np.asarray(jax.jit(jax.vmap(teacher_forced))(jnp.arange(min(n_examples, TEACHER_FORCED_EXAMPLES))))
     return {"answer_token_accuracy": float(answer.mean()), "answer_argmax_accuracy": float(answer.all(1).mean()),
-            "cot_token_accuracy": float(cot.mean()) if layout.cot_len else None}
+            "cot_token_accuracy": float(cot.mean()) if layout.cot_len else None,
+            "cot_teacher_forced_accuracy": float(forced[:, :layout.cot_len].mean()) if layout.cot_len else None,
+            "teacher_forced_exact": float(forced.all(1).mean())}
 
 
 def loss_bounds(layout: training_tasks.SerialLayout) -> dict:
@@ -630,11 +661,14 @@ def _training_table(summary: dict) -> str:
         lines.append({"task": task, "n": int(n), "family": family, "loss": e["final_loss"],
                       "loss/unif": e["loss_fraction"], "q4_gain": e["last_quarter_gain"],
                       "ans_tok": e["answer_token_accuracy"], "ans_argmax": e["answer_argmax_accuracy"],
-                      "cot_tok": e["cot_token_accuracy"], "steps/s": e["train_steps_per_s"]})
-    cols = ["task", "n", "family", "loss", "loss/unif", "q4_gain", "ans_tok", "ans_argmax", "cot_tok", "steps/s"]
+                      "cot_tok": e["cot_token_accuracy"], "cot_tf": e.get("cot_teacher_forced_accuracy"),
+                      "tf_exact": e.get("teacher_forced_exact"), "steps/s": e["train_steps_per_s"]})
+    cols = ["task", "n", "family", "loss", "loss/unif", "q4_gain", "ans_tok", "ans_argmax", "cot_tok", "cot_tf",
+            "tf_exact", "steps/s"]
     return ("training (loss/unif = final loss / G ln V: 0 = exact, 1 = nothing learned; q4_gain = the loss the "
             "last quarter of the steps still removed, / G ln V; ans_argmax = whole answer right from the prompt "
-            "alone, all generated positions masked):\n" + report.format_table(lines, cols))
+            "alone, all generated positions masked; cot_tf = cot tokens right given the true earlier tokens, "
+            "tf_exact = examples with every generated token right so, teacher-forced left to right):\n" + report.format_table(lines, cols))
 
 
 def table(rows: list[dict], summary: dict) -> str:
@@ -646,6 +680,6 @@ def table(rows: list[dict], summary: dict) -> str:
 
 
 __all__ = ["CONTINUOUS", "FAMILIES", "POINT_KEYS", "POSTFIX_KEYS", "PromptThenMasks", "STUDY", "SIZED_TASKS", "above_chance", "best_one_token", "cliff",
-           "family_steps", "flop_estimate", "loss_bounds", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
+           "family_steps", "flop_estimate", "loss_bounds", "TEACHER_FORCED_EXAMPLES", "token_accuracy", "SUPERVISED", "final_rows", "loops_for", "measure", "plot",
            "points", "run", "runs", "sample", "samplers_for", "sizes_for", "steps_for", "summarize", "table", "task_args",
            "train_config", "training_evidence", "training_log", "validate"]

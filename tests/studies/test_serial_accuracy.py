@@ -15,6 +15,7 @@ from diffserial.metrics.intervals import clopper_pearson
 from diffserial.models.continuous_answer import BinaryCode
 from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import seed_mesh
+from diffserial import serial_tasks
 from diffserial.studies import runner, serial_accuracy, serial_continuous
 from diffserial.training import tasks
 
@@ -232,6 +233,38 @@ def test_training_log_and_evidence(tmp_path):
     assert e["loss_fraction"] == pytest.approx(2.6 / 13.0)
     assert e["last_quarter_gain"] == pytest.approx(0.2 / 13.0) and e["answer_token_accuracy"] == 0.9
     assert serial_accuracy.training_log(str(tmp_path / "none"), 10)["final_loss"] is None
+
+
+def _rule110_next(rows):
+    """Rule 110 on each periodic row (..., w), written out here: new_c = bit (4 l + 2 c + r) of 110."""
+    code = 4 * jnp.roll(rows, 1, axis=-1) + 2 * rows + jnp.roll(rows, -1, axis=-1)
+    return jnp.right_shift(110, code) & 1
+
+
+def test_token_accuracy_teacher_forced_sees_one_learned_step_that_the_all_masked_one_misses():
+    """A predictor that knows one automaton step (each cell from its three parents in the row above, when they
+    are visible; else 0) is right on every token teacher-forced, but from the prompt alone only on the first cot
+    row and where the truth happens to be 0."""
+    steps, width = 3, 7
+    task = serial_tasks.rule110_cell_task(steps)
+    layout = tasks.SerialLayout(task, prompt_len=width, cot_len=task.cot_len, answer_len=1)
+    vocab, length = task.vocab_size, layout.length
+
+    def one_step(x, t):  # the sequence is rows 0 .. N in raster order, up to the middle cell of row N
+        rows = jnp.pad(x, (0, (steps + 1) * width - length), constant_values=vocab).reshape(steps + 1, width)
+        visible = rows < vocab
+        parents = visible & jnp.roll(visible, 1, -1) & jnp.roll(visible, -1, -1)
+        guess = jnp.where(parents, _rule110_next(jnp.where(visible, rows, 0)), 0)[:-1].reshape(-1)  # rows 1 .. N
+        return jax.nn.one_hot(jnp.concatenate([x[:width], guess[:length - width]]), vocab + 1)
+
+    key = jax.random.key(3)
+    out = serial_accuracy.token_accuracy(layout, one_step, key, 300)
+    assert out["cot_teacher_forced_accuracy"] == 1.0 and out["teacher_forced_exact"] == 1.0
+    seqs = np.stack([np.asarray(layout.sequence(task.sample_one(jax.random.fold_in(key, i)))) for i in range(300)])
+    later = seqs[:, 2 * width:-1]  # cot after its first row: right from the prompt alone only where it is 0
+    assert out["cot_token_accuracy"] == pytest.approx(np.mean((width + (later == 0).sum(1)) / task.cot_len))
+    zero_answer = np.mean(seqs[:, -1] == 0)
+    assert out["answer_argmax_accuracy"] == pytest.approx(zero_answer) and zero_answer < 0.9
 
 
 def _row(n, family, steps, accuracy, const=0.5, sampler="topk_confidence", seeds=1000):
