@@ -10,7 +10,7 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
     sum_mod         group_words.sum_mod_task(n, m)  TC0 (Z_m word problem)     prefix sums
     s5, a5          group_words.s5_task(n), a5_task NC1-complete word problems prefix products
     rule110         automata.rule110_task(w, N)     P-complete (Rule 110)      intermediate rows
-    rule110_cell    automata.rule110_cell_task(N)   its middle cell, width 2N+1 intermediate rows
+    rule110_cell    automata.rule110_cell_task(N)   its middle cell, width 2N+1 rows up to that cell
     elementary_ca   automata.ElementaryCATask       any Wolfram rule           intermediate rows
     circuit_value   circuit_value.CircuitValueTask  P-complete (CVP)           gate values by layer
     do1             do1.Do1Task                     P-complete to approximate  gate values by layer

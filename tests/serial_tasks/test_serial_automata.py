@@ -63,7 +63,8 @@ def test_matches_python_loop(name):
         expected = rows[-1] if task.readout == "row" else rows[-1][task.width // 2: task.width // 2 + 1]
         np.testing.assert_array_equal(answer, expected)
         if cot is not None:
-            np.testing.assert_array_equal(cot, rows[:-1].reshape(-1))
+            last = rows[-1][:task.width // 2] if task.readout == "cell" else rows[-1][:0]
+            np.testing.assert_array_equal(cot, np.concatenate([rows[:-1].reshape(-1), last]))
     assert (ex.cot is None) == (not task.with_cot)
     assert 0 < ex.answer.mean() < 1
 
@@ -107,10 +108,20 @@ def test_registry_and_bad_arguments():
 def test_rule110_cell_is_the_light_cone_of_a_longer_row(steps):
     """rule110_cell(N): width 2N + 1, one answer bit = the middle cell after N steps, which depends on the 2N + 1
     cells it is given only: the same window placed in a row N cells longer on each side (the padding random)
-    gives the same middle cell by the Python loop. Its cot is the N - 1 intermediate rows of the window."""
+    gives the same middle cell by the Python loop. Its cot is the N - 1 intermediate rows of the window and the
+    first N cells of row N, so that in [prompt, cot, answer] every cell after row 0, the answer included, is
+    Rule 110 of the three cells w + 1, w, w - 1 positions before it (the interior ones; w = 2N + 1)."""
     task = make_task("rule110_cell", steps)
-    assert (task.width, task.answer_len, task.cot_len) == (2 * steps + 1, 1, (steps - 1) * (2 * steps + 1))
+    width = 2 * steps + 1
+    cot_len = (steps - 1) * width + steps if steps > 1 else 0
+    assert (task.width, task.answer_len, task.cot_len) == (width, 1, cot_len)
     ex = jax.device_get(task.sample(KEY, BATCH))
+    seqs = np.concatenate([ex.prompt] + ([ex.cot] if cot_len else []) + [ex.answer], axis=1)
+    assert seqs.shape[1] - 1 == (steps * width + steps if steps > 1 else width)  # the answer is cell (N, N)
+    for seq in seqs:
+        for i in range(width, len(seq)):
+            if 0 < i % width < width - 1:
+                assert seq[i] == RULE110[tuple(seq[i - width - 1:i - width + 2])], i
     pads = np.random.default_rng(steps).integers(0, 2, (BATCH, 2, steps))
     for prompt, answer, (left, right) in zip(ex.prompt, ex.answer, pads):
         row = np.concatenate([left, prompt, right])
