@@ -9,7 +9,7 @@ quantized answer (`diffserial.studies.serial_accuracy`).
 The argument after ":" is the scale: "small" (default: Rule 110 at n = 2, 6 steps on 16-cell rows, the
 circuit value problem at depth 1, 4 and the majority control at n = 8, 32, each with the fixed-depth
 transformer, its supervised baseline and chain of thought, 800 training steps of batch 64 per model, 512
-seeds, the topk_confidence sampler; measured 15 min 20 s wall / 26 CPU-min on 2 idle cores; README study 5) or
+seeds, the topk_confidence sampler; measured 15 min 12 s wall / 26 CPU-min on 2 idle cores; README study 5) or
 "paper" (nine tasks, rule110_cell at n = 4, 8, 16 among them, with more sizes, the
 looped, recurrent and continuous families too, width 256 and depth 4, 20k steps at batch 512, 16384 seeds:
 meant for an accelerator).
