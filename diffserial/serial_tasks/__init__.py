@@ -75,6 +75,5 @@ __all__ = [
     "TASKS", "ArithmeticCircuitTask", "BilliardBallTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task",
     "ElementaryCATask", "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask",
     "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task", "rule110_cell_task",
-    "rule110_task", "s5_task",
-    "sum_mod_task", "switchover_estimate",
+    "rule110_task", "s5_task", "sum_mod_task", "switchover_estimate",
 ]
