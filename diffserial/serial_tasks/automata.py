@@ -13,11 +13,9 @@ inherently serial problem.
 intermediate rows 1 .. N-1 flattened row by row ((N - 1) w tokens; None for N = 1), and with readout "cell" also
 the w // 2 cells of row N before the middle one, so that the answer is the next cell in the same raster order:
 in the sequence [prompt, cot, answer] every generated cell i (row r >= 1) has its parents at offsets w + 1, w,
-w - 1 before it (w - 1, w and 2 w - 1 at the wrapped ends), the answer included. (Read off after the full last
-row, the answer would sit at another offset from its parents than every cot cell: a rule of its own, seen once
-per example, which a CoT model did not learn in 1600 steps at N = 8 while it got every cot cell of the light cone
-right.) Tokens: the bits 0, 1; vocab_size 2. With readout "cell" and w >= 2N + 1 the middle cell's light cone
-never wraps around.
+w - 1 before it (w - 1, w and 2 w - 1 at the wrapped ends), the answer included; read off after the full last
+row, the answer would need a parent offset of its own (README, "Rule 110's light cone"). Tokens: the bits 0, 1;
+vocab_size 2. With readout "cell" and w >= 2N + 1 the middle cell's light cone never wraps around.
 """
 
 from __future__ import annotations
@@ -87,10 +85,15 @@ class ElementaryCATask(SerialTask):
         return self.width if self.readout == "row" else 1
 
     @property
+    def _cot_last_row_cells(self) -> int:
+        """Cells of row N in the cot: those before the middle one for readout "cell", none for "row"."""
+        return self.width // 2 if self.readout == "cell" else 0
+
+    @property
     def cot_len(self) -> int:
         if not self.with_cot or self.steps == 1:
             return 0
-        return (self.steps - 1) * self.width + (self.width // 2 if self.readout == "cell" else 0)
+        return (self.steps - 1) * self.width + self._cot_last_row_cells
 
     def _read(self, last_row: Array) -> Array:
         return last_row if self.readout == "row" else last_row[self.width // 2][None]
@@ -100,8 +103,8 @@ class ElementaryCATask(SerialTask):
         row's cells before the middle one)."""
         row0 = top_bit(random_words(key, self.width))
         rows = ca_rows(row0, self.steps, self.rule, self.boundary)
-        cot = jnp.concatenate([rows[:-1].reshape(-1), rows[-1, :self.cot_len - (self.steps - 1) * self.width]])
-        cot = cot if self.cot_len else None
+        cot = (jnp.concatenate([rows[:-1].reshape(-1), rows[-1, :self._cot_last_row_cells]]) if self.cot_len
+               else None)
         return Example(prompt=row0, answer=self._read(rows[-1]), cot=cot)
 
     def solve(self, prompt: Array) -> Array:
@@ -117,5 +120,6 @@ def rule110_task(width: int, steps: int, **kwargs) -> ElementaryCATask:
 def rule110_cell_task(steps: int, **kwargs) -> ElementaryCATask:
     """The middle cell of Rule 110 after N = `steps` steps from its light cone: a row of width 2N + 1 (2^(2N+1)
     prompts), one answer bit x_N[N]. The input grows with N, so a fixed-depth model meets a serial depth that
-    grows with its input (the TC0-vs-P picture); the chain of thought is the N - 1 intermediate rows and the first N cells of row N."""
+    grows with its input (the TC0-vs-P picture); the chain of thought is the N - 1 intermediate rows and the
+    first N cells of row N."""
     return ElementaryCATask(2 * steps + 1, steps, 110, readout="cell", **kwargs)

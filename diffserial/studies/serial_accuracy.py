@@ -297,27 +297,23 @@ def token_accuracy(layout: training_tasks.SerialLayout, predictor, key: jax.Arra
     mask = layout.task.vocab_size
     positions = jnp.arange(layout.length)
 
-    def example(i):
-        return layout.sequence(layout.task.sample_one(jax.random.fold_in(key, i)))
-
-    def one(i):
-        x0 = example(i)
+    def all_masked(x0):
         x_t = jnp.where(layout.prompt_mask(), x0, mask)
         return jnp.argmax(predictor(x_t, jnp.float32(1.0)), axis=-1) == x0
 
-    def teacher_forced(i):
-        x0 = example(i)
-
+    def teacher_forced(x0):
         def at(j):
             x_t = jnp.where(positions < j, x0, mask)
             t = (layout.length - j) / layout.generated_len  # the masked fraction of the generated positions
             return jnp.argmax(predictor(x_t, jnp.float32(t))[j]) == x0[j]
         return jax.lax.map(at, jnp.arange(layout.prompt_len, layout.length))
 
-    right = np.asarray(jax.jit(jax.vmap(one))(jnp.arange(n_examples)))
+    x0 = jax.jit(jax.vmap(lambda i: layout.sequence(layout.task.sample_one(jax.random.fold_in(key, i)))))(
+        jnp.arange(n_examples))
+    right = np.asarray(jax.jit(jax.vmap(all_masked))(x0))
+    forced = np.asarray(jax.jit(jax.vmap(teacher_forced))(x0[:TEACHER_FORCED_EXAMPLES]))
     answer = right[:, layout.length - layout.answer_len:]
     cot = right[:, layout.prompt_len:layout.prompt_len + layout.cot_len]
-    forced = np.asarray(jax.jit(jax.vmap(teacher_forced))(jnp.arange(min(n_examples, TEACHER_FORCED_EXAMPLES))))
     return {"answer_token_accuracy": float(answer.mean()), "answer_argmax_accuracy": float(answer.all(1).mean()),
             "cot_token_accuracy": float(cot.mean()) if layout.cot_len else None,
             "cot_teacher_forced_accuracy": float(forced[:, :layout.cot_len].mean()) if layout.cot_len else None,
@@ -661,14 +657,15 @@ def _training_table(summary: dict) -> str:
         lines.append({"task": task, "n": int(n), "family": family, "loss": e["final_loss"],
                       "loss/unif": e["loss_fraction"], "q4_gain": e["last_quarter_gain"],
                       "ans_tok": e["answer_token_accuracy"], "ans_argmax": e["answer_argmax_accuracy"],
-                      "cot_tok": e["cot_token_accuracy"], "cot_tf": e.get("cot_teacher_forced_accuracy"),
-                      "tf_exact": e.get("teacher_forced_exact"), "steps/s": e["train_steps_per_s"]})
+                      "cot_tok": e["cot_token_accuracy"], "cot_tf": e["cot_teacher_forced_accuracy"],
+                      "tf_exact": e["teacher_forced_exact"], "steps/s": e["train_steps_per_s"]})
     cols = ["task", "n", "family", "loss", "loss/unif", "q4_gain", "ans_tok", "ans_argmax", "cot_tok", "cot_tf",
             "tf_exact", "steps/s"]
     return ("training (loss/unif = final loss / G ln V: 0 = exact, 1 = nothing learned; q4_gain = the loss the "
             "last quarter of the steps still removed, / G ln V; ans_argmax = whole answer right from the prompt "
             "alone, all generated positions masked; cot_tf = cot tokens right given the true earlier tokens, "
-            "tf_exact = examples with every generated token right so, teacher-forced left to right):\n" + report.format_table(lines, cols))
+            "tf_exact = examples with every generated token right so, teacher-forced left to right):\n"
+            + report.format_table(lines, cols))
 
 
 def table(rows: list[dict], summary: dict) -> str:

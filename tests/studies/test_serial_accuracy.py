@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from configs import serial_accuracy as serial_config
+from diffserial import serial_tasks
 from diffserial.metrics.intervals import clopper_pearson
 from diffserial.models.continuous_answer import BinaryCode
 from diffserial.processes.gaussian import VPLinear
 from diffserial.samplers import seed_mesh
-from diffserial import serial_tasks
 from diffserial.studies import runner, serial_accuracy, serial_continuous
 from diffserial.training import tasks
 
