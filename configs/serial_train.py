@@ -23,6 +23,8 @@ TASK_ARGS = {
     "sum_mod": {"n": 8, "m": 5},
     "s5": {"n": 8},
     "a5": {"n": 8},
+    "s5_gen": {"n": 16},
+    "a5_gen": {"n": 16},
     "rule110": {"width": 8, "steps": 4},
     "circuit_value": {"n_inputs": 4, "width": 4, "depth": 3},
     "do1": {"n_inputs": 4, "width": 4, "depth": 3},

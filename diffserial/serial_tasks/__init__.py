@@ -9,6 +9,7 @@ Every task is a frozen dataclass with the interface of `common.SerialTask`: `sam
     majority        group_words.MajorityTask(n)     TC0                        prefix counts
     sum_mod         group_words.sum_mod_task(n, m)  TC0 (Z_m word problem)     prefix sums
     s5, a5          group_words.s5_task(n), a5_task NC1-complete word problems prefix products
+    s5_gen, a5_gen  group_words.s5_generators_task  the same, words over 2 generators
     rule110         automata.rule110_task(w, N)     P-complete (Rule 110)      intermediate rows
     rule110_cell    automata.rule110_cell_task(N)   its middle cell, width 2N+1 rows up to that cell
     elementary_ca   automata.ElementaryCATask       any Wolfram rule           intermediate rows
@@ -37,8 +38,10 @@ from diffserial.serial_tasks.do1 import Do1ForcedChoiceTask, Do1Task, switchover
 from diffserial.serial_tasks.group_words import (
     MajorityTask,
     WordProblemTask,
+    a5_generators_task,
     a5_task,
     parity_task,
+    s5_generators_task,
     s5_task,
     sum_mod_task,
 )
@@ -51,6 +54,8 @@ TASKS = {
     "sum_mod": sum_mod_task,
     "s5": s5_task,
     "a5": a5_task,
+    "s5_gen": s5_generators_task,
+    "a5_gen": a5_generators_task,
     "rule110": rule110_task,
     "rule110_cell": rule110_cell_task,
     "elementary_ca": ElementaryCATask,
@@ -74,6 +79,6 @@ def make_task(name: str, *args, **kwargs) -> SerialTask:
 __all__ = [
     "TASKS", "ArithmeticCircuitTask", "BilliardBallTask", "CircuitValueTask", "Do1ForcedChoiceTask", "Do1Task",
     "ElementaryCATask", "Example", "MajorityTask", "MechanicsTask", "SerialTask", "SudokuTask", "WordProblemTask",
-    "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task", "rule110_cell_task",
-    "rule110_task", "s5_task", "sum_mod_task", "switchover_estimate",
+    "a5_generators_task", "a5_task", "billiards_free_flight_task", "free_flight_task", "make_task", "parity_task",
+    "rule110_cell_task", "rule110_task", "s5_generators_task", "s5_task", "sum_mod_task", "switchover_estimate",
 ]

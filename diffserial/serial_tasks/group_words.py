@@ -1,7 +1,9 @@
 """Word problems of finite groups and the majority function: the TC0 controls and the NC1-complete tasks.
 
-`WordProblemTask(n, group)`: the prompt is n uniform group elements g_1 .. g_n, the answer their product
-h_n, the chain of thought the prefix products h_1 .. h_n (h_k = h_{k-1} g_k, h_0 = identity).
+`WordProblemTask(n, group, letters=...)`: the prompt is a word of n uniform letters g_1 .. g_n, the answer its
+product h_n, the chain of thought the prefix products h_1 .. h_{n-1} (h_k = h_{k-1} g_k, h_0 = identity), so
+that the answer is the chain's next step: every generated token h_k reads the token 1 back (h_{k-1}, or a
+letter for k = 1, which stands for h_0 = identity) and the letter n back (g_k), the answer included.
 
     group "z<m>" (m >= 2)   Z_m under addition: token k = the residue k; h_n = sum_i g_i mod m.
                             "z2" is PARITY of n bits. Abelian, solvable: in TC0.
@@ -9,6 +11,13 @@ h_n, the chain of thought the prefix products h_1 .. h_n (h_k = h_{k-1} g_k, h_0
                             lexicographic order of itertools.permutations(range(5)) (token 0 = identity).
     group "a5"              the alternating group: token k = the k-th EVEN permutation in that order.
                             S5 and A5 are non-solvable: their word problems are NC1-complete (Barrington).
+
+Letters: "elements" (default) draws every letter from the whole group, token k = element k, so the model
+has to learn the |G| x |G| table; "generators" (s5, a5 only) draws each letter from two generators,
+S5 = <(0 1), (0 1 2 3 4)> and A5 = <(0 1 2), (0 1 2 3 4)>, written as tokens |G| and |G| + 1 of their own
+(letters, not elements: vocab_size = |G| + 2), so the table to learn is |G| x 2 and there are 2^n prompts.
+The word problem over a fixed generating set is still NC1-complete (Barrington's programs map each input bit
+to one of two fixed group elements, each a fixed word in the generators). Task names "s5_gen", "a5_gen".
 
 Product convention for permutations (arrays p with p[j] = image of j): the word g_1 g_2 .. g_n acts left
 to right, g_1 first: (a b)[j] = b[a[j]], i.e. h_k = g_k[h_{k-1}] by index composition. Vocabulary: the
@@ -34,11 +43,14 @@ import numpy as np
 
 from diffserial.pytrees import static_dataclass
 from diffserial.serial_tasks.common import MAX_RANGE, Example, SerialTask, below, random_words, top_bit
-from diffserial.validation import check_int
+from diffserial.validation import check_choice, check_int
 
 Array = jax.Array
 
 PERMUTATION_GROUPS = ("s5", "a5")
+LETTERS = ("elements", "generators")
+# the two generators of each group as permutations (p[j] = image of j): a transposition or 3-cycle and a 5-cycle
+GENERATORS = {"s5": ((1, 0, 2, 3, 4), (1, 2, 3, 4, 0)), "a5": ((1, 2, 0, 3, 4), (1, 2, 3, 4, 0))}
 _CYCLIC = re.compile(r"z([0-9]+)")
 
 
@@ -75,6 +87,14 @@ def multiplication_table(group: str) -> np.ndarray:
     return np.array([[index[tuple(b[a])] for b in perms] for a in perms], dtype=np.int32)
 
 
+def generator_tokens(group: str) -> np.ndarray:
+    """(2,) int32: the element tokens of GENERATORS[group] ("s5" or "a5")."""
+    if group not in PERMUTATION_GROUPS:
+        raise ValueError(f"letters='generators' needs a group in {PERMUTATION_GROUPS}; got {group!r}")
+    index = {tuple(p): k for k, p in enumerate(permutation_elements(group).tolist())}
+    return np.array([index[g] for g in GENERATORS[group]], dtype=np.int32)
+
+
 def prefix_products(table: Array, word: Array) -> Array:
     """(n,) prefix products h_k = T[h_{k-1}, g_k], h_0 = identity (token 0), by `lax.scan`."""
     def body(h, g):
@@ -87,20 +107,29 @@ def prefix_products(table: Array, word: Array) -> Array:
 
 @static_dataclass
 class WordProblemTask(SerialTask):
-    """The word problem of `group` ("z<m>", "s5", "a5") on n elements; see the module docstring.
-    prompt (n,) elements, answer (1,) their product, cot (n,) prefix products (None if not with_cot)."""
+    """The word problem of `group` ("z<m>", "s5", "a5") on n letters ("elements" or "generators"); see the
+    module docstring. prompt (n,) letters, answer (1,) their product, cot (n-1,) prefix products h_1..h_{n-1}
+    (None if not with_cot or n = 1)."""
 
     n: int
     group: str = "s5"
     with_cot: bool = True
+    letters: str = "elements"
 
     def __post_init__(self):
         check_int("n", self.n, 1)
         multiplication_table(self.group)  # validates the name
+        check_choice("letters", self.letters, LETTERS)
+        if self.letters == "generators":
+            generator_tokens(self.group)
+
+    @property
+    def group_order(self) -> int:
+        return multiplication_table(self.group).shape[0]
 
     @property
     def vocab_size(self) -> int:
-        return multiplication_table(self.group).shape[0]
+        return self.group_order + (2 if self.letters == "generators" else 0)
 
     @property
     def prompt_len(self) -> int:
@@ -112,17 +141,24 @@ class WordProblemTask(SerialTask):
 
     @property
     def cot_len(self) -> int:
-        return self.n if self.with_cot else 0
+        return self.n - 1 if self.with_cot else 0
+
+    def elements(self, prompt: Array) -> Array:
+        """The group elements (element tokens) of a word of letter tokens."""
+        if self.letters == "elements":
+            return prompt
+        return jnp.asarray(generator_tokens(self.group))[prompt - self.group_order]
 
     def sample_one(self, key: Array) -> Example:
-        """Uniform word g_1..g_n; answer h_n; cot h_1..h_n."""
-        word = below(random_words(key, self.n), self.vocab_size)
-        prefixes = prefix_products(jnp.asarray(multiplication_table(self.group)), word)
-        return Example(prompt=word, answer=prefixes[-1:], cot=prefixes if self.with_cot else None)
+        """Uniform letters g_1..g_n; answer h_n; cot h_1..h_{n-1}."""
+        n_letters = self.group_order if self.letters == "elements" else 2
+        word = below(random_words(key, self.n), n_letters) + (0 if self.letters == "elements" else self.group_order)
+        prefixes = prefix_products(jnp.asarray(multiplication_table(self.group)), self.elements(word))
+        return Example(prompt=word, answer=prefixes[-1:], cot=prefixes[:-1] if self.cot_len else None)
 
     def solve(self, prompt: Array) -> Array:
         """(1,) the product of the word."""
-        return prefix_products(jnp.asarray(multiplication_table(self.group)), prompt)[-1:]
+        return prefix_products(jnp.asarray(multiplication_table(self.group)), self.elements(prompt))[-1:]
 
 
 @static_dataclass
@@ -181,3 +217,13 @@ def s5_task(n: int, with_cot: bool = True) -> WordProblemTask:
 def a5_task(n: int, with_cot: bool = True) -> WordProblemTask:
     """Product of n permutations in A5 (NC1-complete)."""
     return WordProblemTask(n, "a5", with_cot)
+
+
+def s5_generators_task(n: int, with_cot: bool = True) -> WordProblemTask:
+    """Product of a word of n letters over the generators (0 1), (0 1 2 3 4) of S5 (NC1-complete)."""
+    return WordProblemTask(n, "s5", with_cot, "generators")
+
+
+def a5_generators_task(n: int, with_cot: bool = True) -> WordProblemTask:
+    """Product of a word of n letters over the generators (0 1 2), (0 1 2 3 4) of A5 (NC1-complete)."""
+    return WordProblemTask(n, "a5", with_cot, "generators")

@@ -22,6 +22,7 @@ from diffserial.serial_tasks.common import below, bernoulli, top_bit
 # name -> (args, kwargs): the configurations the family test files use (so a full run compiles each once).
 CONFIGS = {
     "parity": ((9,), {}), "majority": ((6,), {}), "sum_mod": ((9, 7), {}), "s5": ((9,), {}), "a5": ((9,), {}),
+    "s5_gen": ((9,), {}), "a5_gen": ((9,), {}),
     "rule110": ((9, 6), {}), "rule110_cell": ((3,), {}), "elementary_ca": ((8, 5), {"rule": 30, "with_cot": False}),
     "circuit_value": ((5, 4, 6), {}), "do1": ((6, 4, 8), {}), "do1_2afc": ((3, 2, 3), {}),
     "mechanics": ((9,), {}), "free_flight": ((9,), {}), "arithmetic_circuit": ((4, 4, 6), {}),

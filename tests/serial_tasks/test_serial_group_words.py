@@ -1,6 +1,6 @@
-"""Word problems (Z_m, S5, A5) and majority against plain numpy references: permutation products by index
-composition over an enumeration built here, sums mod m, bit counts; determinism over batch sizes and 8
-devices; the checker accepts the truth and rejects every corrupted answer."""
+"""Word problems (Z_m, S5, A5, and S5 / A5 over two generators) and majority against plain numpy references:
+permutation products by index composition over an enumeration built here, sums mod m, bit counts;
+determinism over batch sizes and 8 devices; the checker accepts the truth and rejects every corrupted answer."""
 
 import functools
 import itertools
@@ -48,9 +48,27 @@ def reference_prefixes(word, group):
     return np.array(out)
 
 
+# the generators written as cycles, turned into arrays here (p[j] = image of j)
+GENERATOR_CYCLES = {"s5": ((0, 1), (0, 1, 2, 3, 4)), "a5": ((0, 1, 2), (0, 1, 2, 3, 4))}
+
+
+def cycle_permutation(cycle):
+    p = list(range(5))
+    for a, b in zip(cycle, cycle[1:] + cycle[:1]):
+        p[a] = b
+    return np.array(p)
+
+
+def reference_generator_word(letters, group):
+    """The element indices (in reference_permutations order) of a word of generator letters 0 / 1."""
+    index = {tuple(p): k for k, p in enumerate(reference_permutations(group))}
+    return np.array([index[tuple(cycle_permutation(GENERATOR_CYCLES[group][b]))] for b in letters])
+
+
 GROUP_SIZES = {"s5": 120, "a5": 60, "z2": 2, "z7": 7}
 # One configuration per family, shared by every test below so that each compiles once.
-TASKS_UNDER_TEST = {**{g: WordProblemTask(9, g) for g in GROUP_SIZES}, "majority": MajorityTask(6)}
+TASKS_UNDER_TEST = {**{g: WordProblemTask(9, g) for g in GROUP_SIZES}, "majority": MajorityTask(6),
+                    **{f"{g}_gen": make_task(f"{g}_gen", 9) for g in ("s5", "a5")}}
 
 
 @functools.lru_cache(maxsize=None)
@@ -63,13 +81,31 @@ def test_word_problem_matches_numpy_reference(group):
     task = TASKS_UNDER_TEST[group]
     ex = jax.device_get(examples(group))
     assert task.vocab_size == GROUP_SIZES[group]
-    assert ex.prompt.shape == (BATCH, 9) and ex.answer.shape == (BATCH, 1) and ex.cot.shape == (BATCH, 9)
+    assert ex.prompt.shape == (BATCH, 9) and ex.answer.shape == (BATCH, 1) and ex.cot.shape == (BATCH, 8)
     assert ex.prompt.min() >= 0 and ex.prompt.max() < task.vocab_size
     for word, answer, cot in zip(ex.prompt, ex.answer, ex.cot):
         prefixes = reference_prefixes(word, group)
-        np.testing.assert_array_equal(cot, prefixes)
+        np.testing.assert_array_equal(cot, prefixes[:-1])  # the answer is the chain's next step, not a copy
         assert answer[0] == prefixes[-1]
     assert len(set(ex.answer[:, 0].tolist())) > 1
+
+
+@pytest.mark.parametrize("group", ["s5", "a5"])
+def test_generator_words_match_numpy_reference(group):
+    """Letters are tokens |G| and |G| + 1 (not elements); the product is that of the cycles (0 1) or (0 1 2)
+    and (0 1 2 3 4), composed over the reference enumeration; both letters occur; the words reach more than
+    half of the group over a few hundred prompts (they generate it)."""
+    task = TASKS_UNDER_TEST[f"{group}_gen"]
+    order = GROUP_SIZES[group]
+    ex = jax.device_get(examples(f"{group}_gen"))
+    assert task.vocab_size == order + 2 and ex.cot.shape == (BATCH, 8)
+    assert set(np.unique(ex.prompt).tolist()) == {order, order + 1}
+    for word, answer, cot in zip(ex.prompt, ex.answer, ex.cot):
+        prefixes = reference_prefixes(reference_generator_word(word - order, group), group)
+        np.testing.assert_array_equal(cot, prefixes[:-1])
+        assert answer[0] == prefixes[-1]
+    many = jax.device_get(make_task(f"{group}_gen", 16, with_cot=False).sample(KEY, 512))
+    assert many.cot is None and len(set(many.answer[:, 0].tolist())) > order // 2
 
 
 @pytest.mark.parametrize("group", ["s5", "a5"])
@@ -114,6 +150,9 @@ def test_checker_accepts_truth_rejects_every_wrong_answer(name):
     ex = examples(name)
     shift = 1 + np.random.default_rng(1).integers(0, task.vocab_size - 1, ex.answer.shape)
     wrong = 1 - ex.answer if name == "majority" else (ex.answer + shift) % task.vocab_size
+    if name.endswith("_gen"):  # a wrong answer is another element, not a letter token
+        order = task.vocab_size - 2
+        wrong = (ex.answer + shift % (order - 1) + 1) % order
     assert np.all(np.asarray(task.check(ex.prompt, ex.answer)))
     assert not np.any(np.asarray(task.check(ex.prompt, wrong)))
 
@@ -137,6 +176,11 @@ def test_same_key_same_data_across_batch_sizes_and_devices():
 def test_without_cot_and_bad_arguments():
     ex = WordProblemTask(4, "a5", with_cot=False).sample(KEY, 2)
     assert ex.cot is None
+    assert WordProblemTask(1, "s5").cot_len == 0 and WordProblemTask(1, "s5").sample(KEY, 2).cot is None
+    with pytest.raises(ValueError, match="letters must be one of"):
+        WordProblemTask(4, "s5", letters="gens")
+    with pytest.raises(ValueError, match="letters='generators' needs a group in"):
+        WordProblemTask(4, "z5", letters="generators")
     with pytest.raises(ValueError, match="z<m>"):
         WordProblemTask(4, "s4")
     with pytest.raises(ValueError, match="2 <= m <= 32768"):
@@ -150,4 +194,4 @@ def test_without_cot_and_bad_arguments():
     with pytest.raises(ValueError, match="batch must be an int"):
         WordProblemTask(4, "s5").sample(KEY, 0)
     assert make_task("sum_mod", 4, 3) == WordProblemTask(4, "z3") and make_task("parity", 4).vocab_size == 2
-    assert set(TASKS) >= {"parity", "majority", "sum_mod", "s5", "a5"}
+    assert set(TASKS) >= {"parity", "majority", "sum_mod", "s5", "a5", "s5_gen", "a5_gen"}

@@ -26,7 +26,7 @@ def _config(model="transformer", task="parity", cot=True, **task_args):
 def test_parity_sequence_matches_numpy_prefix_parities(cot):
     n = 6
     task = tasks.make_task(_config(cot=cot, n=n))
-    length = 2 * n + 1 if cot else n + 1
+    length = 2 * n if cot else n + 1  # cot: the prefix parities h_1 .. h_{n-1}; the answer is h_n
     assert task.example_shape == (length,)
     rows = np.asarray(jax.vmap(task.example)(jax.random.split(jax.random.key(0), 64)))
     assert rows.shape == (64, length)
@@ -34,18 +34,19 @@ def test_parity_sequence_matches_numpy_prefix_parities(cot):
     assert set(np.unique(bits)) == {0, 1}
     np.testing.assert_array_equal(rows[:, -1], bits.sum(1) % 2)
     if cot:
-        np.testing.assert_array_equal(rows[:, n:2 * n], np.cumsum(bits, 1) % 2)
+        np.testing.assert_array_equal(rows[:, n:2 * n - 1], np.cumsum(bits, 1)[:, :-1] % 2)
 
 
 def test_layout_positions_and_model_output_shape():
     c = _config(task="s5", cot=True, n=4)
     layout = tasks.serial_layout(c)
-    assert (layout.prompt_len, layout.cot_len, layout.answer_len, layout.length, layout.generated_len) == (4, 4, 1, 9, 5)
-    np.testing.assert_array_equal(np.asarray(layout.prompt_mask()), [1, 1, 1, 1, 0, 0, 0, 0, 0])
+    lengths = (layout.prompt_len, layout.cot_len, layout.answer_len, layout.length, layout.generated_len)
+    assert lengths == (4, 3, 1, 8, 4)
+    np.testing.assert_array_equal(np.asarray(layout.prompt_mask()), [1, 1, 1, 1, 0, 0, 0, 0])
     task = tasks.make_task(c)
     params = jax.jit(task.init)(jax.random.key(0))
-    x = jnp.full((9,), 120, jnp.int32)
-    assert jax.jit(lambda p, x, t: task.sampling_fn(p)(x, t))(params, x, jnp.float32(0.5)).shape == (9, 120)
+    x = jnp.full((8,), 120, jnp.int32)
+    assert jax.jit(lambda p, x, t: task.sampling_fn(p)(x, t))(params, x, jnp.float32(0.5)).shape == (8, 120)
 
 
 def test_prompt_never_masked_nor_scored_against_a_numpy_nelbo():
@@ -67,9 +68,9 @@ def test_prompt_never_masked_nor_scored_against_a_numpy_nelbo():
     reference = (nll * scored).sum(1) / t
     np.testing.assert_allclose(np.asarray(aux["per_example"]), reference, rtol=2e-4, atol=1e-5)
     assert float(loss) == pytest.approx(reference.mean(), rel=2e-4)
-    # per-token accuracy on the scored positions of the chain of thought (n..2n-1) and the answer (2n)
+    # per-token accuracy on the scored positions of the chain of thought (n..2n-2) and the answer (2n-1)
     right = logits.argmax(-1) == x0
-    for name, cols in (("cot", slice(n, 2 * n)), ("answer", slice(2 * n, 2 * n + 1))):
+    for name, cols in (("cot", slice(n, 2 * n - 1)), ("answer", slice(2 * n - 1, 2 * n))):
         expected = right[:, cols][scored[:, cols]].mean()
         assert float(aux["metrics"][f"{name}_token_accuracy"]) == pytest.approx(expected)
 
