@@ -2,7 +2,8 @@
 per model family (issue 5, studies 1-3; the Sudoku study 4 is not part of this module).
 
 For each task in config.tasks, size n in config.sizes and family in config.families, the study trains a
-masked predictor (training task "serial", `training.tasks.serial_layout`) for config.train_steps steps into
+masked predictor (training task "serial", `training.tasks.serial_layout`) for config.train_steps steps (or
+config.train_steps_by_task.TASK where that is set) into
 WORKDIR/train_TASK_nN_FAMILY (resuming if it is already there), then samples config.n_seeds problems -- seed
 i draws its prompt from its own key (`PromptThenMasks`), so every seed solves a different instance -- with
 each sampler of config.samplers at T steps, and scores the sampled answer with the task's exact checker.
@@ -27,9 +28,10 @@ continuous diffusion: the grid from t = 1 to the training's t_min has T steps wh
 seed i draws the same prompt as PromptThenMasks, so it is paired with the masked families at the same n. Its
 rows carry the forward process in "schedule".
 
-Size n is the word length (parity, majority, sum_mod, s5, a5), the circuit depth (circuit_value, with
-config.circuit_width inputs and gates per layer) or the number of automaton steps (rule110, row width
-config.ca_width; rule110_cell, the middle cell from its light cone of 2n + 1 cells). The steps measured are T in config.steps with T <= G, plus G itself, where G = the number
+Size n is the word length (parity, majority, sum_mod, s5, a5, s5_gen, a5_gen), the circuit depth
+(circuit_value, with config.circuit_width inputs and gates per layer) or the number of automaton steps
+(rule110, row width config.ca_width; rule110_cell, the middle cell from its light cone of 2n + 1 cells). The
+steps measured are T in config.steps with T <= G, plus G itself, where G = the number
 of generated (non-prompt) positions: a top-k sampler reveals about G / T positions per step, so T = G is one
 position per step (more steps would reveal nothing new). Without chain of thought G = answer_len (1 for the
 word problems), so T = 1 is the only point: a single answer token is revealed in one step from the same
@@ -79,7 +81,7 @@ FAMILIES = {"transformer": ("transformer", False), "looped": ("looped", False),
             "continuous": ("transformer", False), "supervised": ("transformer", False)}  # family -> (network, cot)
 SUPERVISED = "supervised"  # the fixed-depth transformer trained by cross-entropy on the fully masked answer
 CONTINUOUS = "continuous"  # the family trained with task serial_continuous and sampled by continuous samplers
-WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5")
+WORD_PROBLEMS = ("parity", "majority", "sum_mod", "s5", "a5", "s5_gen", "a5_gen")
 CIRCUITS = ("circuit_value", "arithmetic_circuit")
 BILLIARDS = ("billiards", "billiards_free_flight")
 SIZED_TASKS = WORD_PROBLEMS + CIRCUITS + BILLIARDS + ("rule110", "rule110_cell")
@@ -119,9 +121,9 @@ def has_cot(config: ml_collections.ConfigDict, task: str, n: int) -> bool:
 
 def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: str) -> ml_collections.ConfigDict:
     """config.train for (task, n, family): the serial task and its size, cot, the family's network
-    (config.models[network], loops from `loops_for` for the looped one), total_steps = config.train_steps, and
-    for the continuous family task serial_continuous with total_steps = config.continuous_train_steps. The cot
-    family at a size whose chain of thought is empty (`has_cot`: circuit depth 1) is the direct answer."""
+    (config.models[network], loops from `loops_for` for the looped one), total_steps = `train_steps_for(config,
+    task)`, and for the continuous family task serial_continuous with total_steps = config.continuous_train_steps.
+    The cot family at a size whose chain of thought is empty (`has_cot`: circuit depth 1) is the direct answer."""
     network, cot = lookup(FAMILIES, "family", family)
     cot = cot and has_cot(config, task, n)
     c = ml_collections.ConfigDict(config.train.to_dict())
@@ -134,8 +136,15 @@ def train_config(config: ml_collections.ConfigDict, task: str, n: int, family: s
     c.model = ml_collections.ConfigDict({"name": network, **config.models[network].to_dict()})
     if network == "looped":
         c.model.loops = loops_for(config, n)
-    c.total_steps = config.continuous_train_steps if family == CONTINUOUS else config.train_steps
+    c.total_steps = config.continuous_train_steps if family == CONTINUOUS else train_steps_for(config, task)
     return c
+
+
+def train_steps_for(config: ml_collections.ConfigDict, task: str) -> int:
+    """Training steps of the masked families on `task`: config.train_steps_by_task[task] where set, else
+    config.train_steps."""
+    steps = config.train_steps_by_task.get(task)
+    return config.train_steps if steps is None else steps
 
 
 def steps_for(config: ml_collections.ConfigDict, generated_len: int) -> list[int]:
@@ -209,6 +218,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
                   "arithmetic_modulus", "billiards_side"):
         if isinstance(config[field], bool) or not isinstance(config[field], int) or config[field] < 1:
             raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}")
+    for task, steps in config.train_steps_by_task.items():
+        if task not in SIZED_TASKS:
+            raise ValueError(f"unknown task {task!r} in config.train_steps_by_task; valid: {', '.join(SIZED_TASKS)}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"config.train_steps_by_task.{task} must be an integer >= 1 or None, got {steps!r}")
     if not config.loops_per_n > 0:
         raise ValueError(f"config.loops_per_n must be > 0, got {config.loops_per_n}")
     for run in runs(config):

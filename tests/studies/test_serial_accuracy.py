@@ -42,10 +42,10 @@ def _tiny(**overrides):
 
 
 def _parity_oracle(flip, x, t):
-    """Exact predictor of [prompt, prefix parities, parity] (n = 3) from the prompt alone, as one-hot logits;
+    """Exact predictor of [prompt, prefix parities h_1 h_2, parity] (n = 3) from the prompt alone, as one-hot logits;
     with flip = 1 the answer position predicts the wrong bit."""
     bits = x[:3]
-    seq = jnp.concatenate([bits, jnp.cumsum(bits) % 2, (jnp.sum(bits) + flip)[None] % 2])
+    seq = jnp.concatenate([bits, jnp.cumsum(bits)[:-1] % 2, (jnp.sum(bits) + flip)[None] % 2])
     return 30.0 * jax.nn.one_hot(seq, 2)
 
 
@@ -172,7 +172,7 @@ def test_tiny_end_to_end(tmp_path):
         assert 0.0 <= r["accuracy_lo"] <= r["accuracy"] <= r["accuracy_hi"] <= 1.0
         assert r["n_unfinished"] == 0 and r["n_seeds"] == c.n_seeds and r["train_steps"] == c.train_steps
     cot_steps = sorted(r["steps"] for r in rows if r["family"] == "cot")
-    assert cot_steps == [1, 2, 4]  # G = 3 cot + 1 answer
+    assert cot_steps == [1, 2, 3]  # G = 2 cot (h_1, h_2) + 1 answer
     assert [r["steps"] for r in rows if r["family"] == "supervised"] == [1]
     assert set(summary["accuracy_vs_n"]) == {f"parity/{f}/{s}" for f in c.families
                                              for s in serial_accuracy.samplers_for(c, f)}
@@ -196,6 +196,21 @@ def test_bad_configs(field, value, message):
     c = _tiny()
     c[field] = value
     with pytest.raises(ValueError, match=message):
+        serial_accuracy.validate(c)
+
+
+def test_per_task_training_steps():
+    """config.train_steps_by_task.TASK overrides config.train_steps for the masked families on that task only
+    (the continuous family keeps continuous_train_steps); None means config.train_steps; bad values raise."""
+    c = _tiny(tasks=("parity", "majority"))
+    c.sizes.majority = (3,)
+    c.train_steps_by_task.parity = 6
+    assert [serial_accuracy.train_config(c, "parity", 3, f).total_steps for f in ("transformer", "cot", "supervised",
+                                                                                    "continuous")] == [6, 6, 6, 4]
+    assert serial_accuracy.train_config(c, "majority", 3, "cot").total_steps == c.train_steps == 4
+    serial_accuracy.validate(c)
+    c.train_steps_by_task.parity = 0
+    with pytest.raises(ValueError, match="train_steps_by_task.parity must be an integer >= 1 or None"):
         serial_accuracy.validate(c)
 
 
