@@ -6,19 +6,20 @@ quantized answer (`diffserial.studies.serial_accuracy`).
     python sample.py --config configs/serial_accuracy.py:paper --workdir runs/serial_paper       # accelerator
     python sample.py --config configs/serial_accuracy.py --config.tasks="('rule110',)" --config.sizes.rule110="(2,4,6)"
 
-The argument after ":" is the scale: "small" (default: Rule 110 at n = 2, 6 steps on 16-cell rows, the
-circuit value problem at depth 1, 4 and the majority control at n = 8, 32, each with the fixed-depth
-transformer, its supervised baseline and chain of thought, 800 training steps of batch 64 per model, 512
-seeds, the topk_confidence sampler; measured 15 min 12 s wall / 26 CPU-min on 2 idle cores; README study 5) or
-"paper" (nine tasks, rule110_cell at n = 4, 8, 16 among them, with more sizes, the
+The argument after ":" is the scale: "small" (default: Rule 110 at n = 2, 6 steps on 16-cell rows, the A5
+word problem over two generators (a5_gen) at n = 4, 16 and the majority control at n = 8, 32, each with the
+fixed-depth transformer, its supervised baseline and chain of thought, 800 training steps of batch 64 per
+model (3200 on a5_gen), 512 seeds, the topk_confidence sampler; measured 13 min 25 s wall / 23 CPU-min on 2
+idle cores; README study 5) or "paper" (ten tasks, rule110_cell at n = 4, 8, 16 and a5_gen up to n = 64 among
+them, with more sizes, the
 looped, recurrent and continuous families too, width 256 and depth 4, 20k steps at batch 512, 16384 seeds:
 meant for an accelerator).
 
-Expected device time of :paper: not measured; `serial_accuracy.flop_estimate` counts 3.8e18 FLOPs of
-training and 4.7e17 of sampling, about 12 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
-TF32 peak), or about 22 minutes on a 32-chip pod slice at the same rate per chip; an estimate from counted
+Expected device time of :paper: not measured; `serial_accuracy.flop_estimate` counts 4.1e18 FLOPs of
+training and 4.7e17 of sampling, about 13 device-hours at a sustained 100 TFLOP/s (~20% of an H100's dense
+TF32 peak), or about 24 minutes on a 32-chip pod slice at the same rate per chip; an estimate from counted
 FLOPs, not a measurement (no accelerator was lent to the session that wrote it). The small default counts
-2.7e13 FLOPs (2.3e13 of training). Every field can be
+3.0e13 FLOPs (2.6e13 of training). Every field can be
 overridden with --config.FIELD=VALUE; config.train holds the optimizer and batch of each training run
 (`configs/serial_train.py`), config.models the networks' attributes.
 """
