@@ -2,8 +2,9 @@
 
 `WordProblemTask(n, group, letters=...)`: the prompt is a word of n uniform letters g_1 .. g_n, the answer its
 product h_n, the chain of thought the prefix products h_1 .. h_{n-1} (h_k = h_{k-1} g_k, h_0 = identity), so
-that the answer is the chain's next step: every generated token h_k reads the token 1 back (h_{k-1}, or a
-letter for k = 1, which stands for h_0 = identity) and the letter n back (g_k), the answer included.
+that the answer is the chain's next step: every generated token h_k reads the token 1 back (h_{k-1}; for
+k = 1 the last letter g_n, standing in for h_0 = identity, which a model can tell from an element only when
+the letters have tokens of their own, "generators") and the letter n back (g_k), the answer included.
 
     group "z<m>" (m >= 2)   Z_m under addition: token k = the residue k; h_n = sum_i g_i mod m.
                             "z2" is PARITY of n bits. Abelian, solvable: in TC0.
@@ -21,7 +22,7 @@ to one of two fixed group elements, each a fixed word in the generators). Task n
 
 Product convention for permutations (arrays p with p[j] = image of j): the word g_1 g_2 .. g_n acts left
 to right, g_1 first: (a b)[j] = b[a[j]], i.e. h_k = g_k[h_{k-1}] by index composition. Vocabulary: the
-group elements, vocab_size = |G| (2, m, 120 or 60).
+group elements, vocab_size = |G| (2, m, 120 or 60), and the two letters with "generators".
 
 `MajorityTask(n)`: prompt n uniform bits, answer 1 iff more than half are 1 (sum > n / 2; ties give 0,
 the paper's appendix D definition of a majority gate), chain of thought the prefix counts c_k = sum_{i<=k}
