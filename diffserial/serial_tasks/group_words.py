@@ -126,6 +126,7 @@ class WordProblemTask(SerialTask):
 
     @property
     def group_order(self) -> int:
+        """|G|; the element tokens are 0 .. |G| - 1 (and the generator letters |G|, |G| + 1)."""
         return multiplication_table(self.group).shape[0]
 
     @property
@@ -152,8 +153,10 @@ class WordProblemTask(SerialTask):
 
     def sample_one(self, key: Array) -> Example:
         """Uniform letters g_1..g_n; answer h_n; cot h_1..h_{n-1}."""
-        n_letters = self.group_order if self.letters == "elements" else 2
-        word = below(random_words(key, self.n), n_letters) + (0 if self.letters == "elements" else self.group_order)
+        if self.letters == "elements":
+            word = below(random_words(key, self.n), self.group_order)
+        else:
+            word = below(random_words(key, self.n), 2) + self.group_order
         prefixes = prefix_products(jnp.asarray(multiplication_table(self.group)), self.elements(word))
         return Example(prompt=word, answer=prefixes[-1:], cot=prefixes[:-1] if self.cot_len else None)
 
