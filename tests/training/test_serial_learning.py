@@ -74,9 +74,9 @@ def test_family_learns_two_steps_of_rule110(model, cot, fields, steps, lr):
     """Width-16 rows, 2 steps, batch 64; 500 Adam steps at lr 2e-3 (800 at 1e-3 for the looped model, whose
     shared block learns slower): >= 95% of generated tokens and >= 30% of whole rows right from the prompt
     alone (a model that learned nothing: 50% and ~2^-16). Measured with these keys: transformer 0.977 / 0.723,
-    looped 1.000 / 0.998, cot 0.996 / 0.869; over 3-4 other key sets the transformer and cot stayed >= 0.977
-    / >= 0.41, while the looped model at 500 steps fell to 0.89 / 0.15 on one. Batch 32 is cheaper but
-    fragile: the looped model got 0.58 or 0.43 of the rows at lr 2e-3 depending on the device count."""
+    looped 1.000 / 0.998, cot 0.996 / 0.869; over 3 (transformer) and 2 (cot) other key sets they stayed
+    >= 0.977 / >= 0.41, while the looped model at 500 steps fell to 0.89 / 0.15 on one. Batch 32 is cheaper
+    but fragile: the looped model got 0.58 or 0.43 of the rows at lr 2e-3 depending on the device count."""
     token, exact = _train_and_score(model, "rule110", {"width": 16, "steps": 2}, cot=cot, steps=steps, lr=lr,
                                     batch=64, model_fields=fields)
     assert token >= 0.95 and exact >= 0.3, (token, exact)
