@@ -88,6 +88,7 @@ def multiplication_table(group: str) -> np.ndarray:
     return np.array([[index[tuple(b[a])] for b in perms] for a in perms], dtype=np.int32)
 
 
+@functools.lru_cache(maxsize=None)
 def generator_tokens(group: str) -> np.ndarray:
     """(2,) int32: the element tokens of GENERATORS[group] ("s5" or "a5")."""
     if group not in PERMUTATION_GROUPS:

@@ -3,10 +3,10 @@ per model family (issue 5, studies 1-3; the Sudoku study 4 is not part of this m
 
 For each task in config.tasks, size n in config.sizes and family in config.families, the study trains a
 masked predictor (training task "serial", `training.tasks.serial_layout`) for config.train_steps steps (or
-config.train_steps_by_task.TASK where that is set) into
-WORKDIR/train_TASK_nN_FAMILY (resuming if it is already there), then samples config.n_seeds problems -- seed
-i draws its prompt from its own key (`PromptThenMasks`), so every seed solves a different instance -- with
-each sampler of config.samplers at T steps, and scores the sampled answer with the task's exact checker.
+config.train_steps_by_task.TASK where that is set) into WORKDIR/train_TASK_nN_FAMILY (resuming if it is
+already there), then samples config.n_seeds problems -- seed i draws its prompt from its own key
+(`PromptThenMasks`), so every seed solves a different instance -- with each sampler of config.samplers at T
+steps, and scores the sampled answer with the task's exact checker.
 
     family        network                                               sequence
     transformer   fixed-depth MaskedTransformer (config.models.transformer)  [prompt, answer]
@@ -72,6 +72,7 @@ from diffserial.samplers import (CONTINUOUS_SAMPLERS, MASKED_SAMPLERS, PromptThe
                                  masked_sampler, sample_masked, seed_mesh)
 from diffserial.studies import report, serial_continuous
 from diffserial.training import loop, tasks as training_tasks
+from diffserial.validation import is_int
 
 STUDY = "serial_accuracy"
 POSTFIX_KEYS = ("task", "n", "family", "sampler", "steps")
@@ -221,7 +222,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for task, steps in config.train_steps_by_task.items():
         if task not in SIZED_TASKS:
             raise ValueError(f"unknown task {task!r} in config.train_steps_by_task; valid: {', '.join(SIZED_TASKS)}")
-        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        if steps is not None and not (is_int(steps) and steps >= 1):
             raise ValueError(f"config.train_steps_by_task.{task} must be an integer >= 1 or None, got {steps!r}")
     if not config.loops_per_n > 0:
         raise ValueError(f"config.loops_per_n must be > 0, got {config.loops_per_n}")

@@ -149,10 +149,13 @@ def test_checker_accepts_truth_rejects_every_wrong_answer(name):
     task = TASKS_UNDER_TEST[name]
     ex = examples(name)
     shift = 1 + np.random.default_rng(1).integers(0, task.vocab_size - 1, ex.answer.shape)
-    wrong = 1 - ex.answer if name == "majority" else (ex.answer + shift) % task.vocab_size
-    if name.endswith("_gen"):  # a wrong answer is another element, not a letter token
+    if name == "majority":
+        wrong = 1 - ex.answer
+    elif name.endswith("_gen"):  # a wrong answer is another element, not a letter token
         order = task.vocab_size - 2
         wrong = (ex.answer + shift % (order - 1) + 1) % order
+    else:
+        wrong = (ex.answer + shift) % task.vocab_size
     assert np.all(np.asarray(task.check(ex.prompt, ex.answer)))
     assert not np.any(np.asarray(task.check(ex.prompt, wrong)))
 

@@ -42,8 +42,8 @@ def _tiny(**overrides):
 
 
 def _parity_oracle(flip, x, t):
-    """Exact predictor of [prompt, prefix parities h_1 h_2, parity] (n = 3) from the prompt alone, as one-hot logits;
-    with flip = 1 the answer position predicts the wrong bit."""
+    """Exact predictor of [prompt, prefix parities h_1 h_2, parity] (n = 3) from the prompt alone, as one-hot
+    logits; with flip = 1 the answer position predicts the wrong bit."""
     bits = x[:3]
     seq = jnp.concatenate([bits, jnp.cumsum(bits)[:-1] % 2, (jnp.sum(bits) + flip)[None] % 2])
     return 30.0 * jax.nn.one_hot(seq, 2)
@@ -205,8 +205,8 @@ def test_per_task_training_steps():
     c = _tiny(tasks=("parity", "majority"))
     c.sizes.majority = (3,)
     c.train_steps_by_task.parity = 6
-    assert [serial_accuracy.train_config(c, "parity", 3, f).total_steps for f in ("transformer", "cot", "supervised",
-                                                                                    "continuous")] == [6, 6, 6, 4]
+    families = ("transformer", "cot", "supervised", "continuous")
+    assert [serial_accuracy.train_config(c, "parity", 3, f).total_steps for f in families] == [6, 6, 6, 4]
     assert serial_accuracy.train_config(c, "majority", 3, "cot").total_steps == c.train_steps == 4
     serial_accuracy.validate(c)
     c.train_steps_by_task.parity = 0
